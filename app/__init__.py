@@ -1,0 +1,56 @@
+"""The Flask application factory: wiring only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask, Response
+
+from app.config import Settings
+from app.errors import register_errorhandlers
+from app.logs import configure_logging, register_request_id
+from app.services import Services
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+
+
+def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment; `test_config` overrides environment variables by name."""
+    settings = Settings.from_env({**os.environ, **(test_config or {})}).require_web()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["mfa"] = Services.build(settings)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_request_id(app)
+    register_security_headers(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the route modules."""
+    from app import health, openapi, sessions
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(sessions.bp)
+
+
+def register_security_headers(app: Flask) -> None:
+    """Headers every answer carries: no sniffing, no framing, no caching of session data."""
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        for name, value in _SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
+        return resp

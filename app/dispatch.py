@@ -1,0 +1,49 @@
+"""Enqueuing the resume job by name: the web side never imports worker code."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from redis.client import Pipeline
+from rq import Callback, Queue
+
+from app.config import Settings
+from app.models import MfaSession
+
+RESUME_JOB = "worker.jobs.resume_session"
+FAILURE_CALLBACK = "worker.jobs.on_job_failure"
+
+
+def resume_job_id(session: MfaSession, attempt: int) -> str:
+    """Jobs are named after session, step and attempt, so registries and logs read plainly."""
+    return f"resume-{session.id}-s{session.step}-a{attempt}"
+
+
+def enqueue_resume(
+    queue: Queue,
+    settings: Settings,
+    pipe: Pipeline,
+    session: MfaSession,
+    *,
+    now_ms: int,
+    attempt: int = 1,
+    delay_seconds: float = 0.0,
+) -> None:
+    """Add the resume job to `pipe`'s transaction; only ids travel, never the token."""
+    open_ms = max(1, (session.expires_at_ms or now_ms) - now_ms)
+    options = dict(
+        args=(session.id, session.step),
+        job_id=resume_job_id(session, attempt),
+        # The horse must outlive one upstream call (connect + read timeouts) plus the Redis work.
+        job_timeout=int(settings.upstream_timeout_seconds * 2 + 30),
+        ttl=math.ceil(open_ms / 1000) + 60,  # a job still queued after Belvo's session ended is dropped
+        result_ttl=0,  # the outcome lives in the session record, not in RQ
+        failure_ttl=settings.session_retention_seconds,
+        on_failure=Callback(FAILURE_CALLBACK),
+        pipeline=pipe,
+    )
+    if delay_seconds > 0:
+        queue.enqueue_in(timedelta(seconds=delay_seconds), RESUME_JOB, **options)
+    else:
+        queue.enqueue(RESUME_JOB, **options)

@@ -1,0 +1,27 @@
+"""Named errors of the session domain; app/errors.py maps each to its HTTP problem."""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base of the domain errors."""
+
+
+class SessionNotFound(SessionError):
+    """No session with that id (or the credential does not open it)."""
+
+
+class DuplicateSession(SessionError):
+    """A session for this Belvo session id is already stored."""
+
+
+class SessionExpired(SessionError):
+    """Belvo's session is over; nothing more can be submitted."""
+
+
+class SessionNotAwaitingToken(SessionError):
+    """The session is not waiting for a token (already submitted, finished, cancelled)."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__(f"session is {getattr(status, 'value', status)}")
+        self.status = status

@@ -1,0 +1,260 @@
+"""The session model: statuses, the record kept in Redis, and the validated shapes of API bodies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
+
+RESUME_RESOURCES = (
+    "links",
+    "accounts",
+    "transactions",
+    "balances",
+    "owners",
+    "invoices",
+    "incomes",
+    "recurring-expenses",
+    "risk-insights",
+)
+Resource = Literal[
+    "links",
+    "accounts",
+    "transactions",
+    "balances",
+    "owners",
+    "invoices",
+    "incomes",
+    "recurring-expenses",
+    "risk-insights",
+]
+# Belvo's example is 9600 s; a week bounds how long we hold anything for a session that never ends.
+MAX_EXPIRY_SECONDS = 7 * 24 * 3600
+
+BelvoSessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+
+
+class SessionStatus(str, Enum):
+    """Where a session is in its life; see app/store.py for the transitions."""
+
+    REGISTERING = "registering"
+    RETRIEVING = "retrieving"
+    AWAITING_TOKEN = "awaiting_token"  # noqa: S105 - a status, not a secret
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True once nothing more can happen to the session."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {SessionStatus.SUCCEEDED, SessionStatus.FAILED, SessionStatus.EXPIRED, SessionStatus.CANCELLED}
+)
+
+
+class TokenGenerationData(BaseModel):
+    """Belvo's challenge; unknown fields are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    instructions: str | None = None
+    type: str | None = None
+    value: str | None = None
+    expects_user_input: StrictBool = True
+
+
+class TokenRequired(BaseModel):
+    """One object of Belvo's HTTP 428 body."""
+
+    model_config = ConfigDict(extra="allow")
+    code: Literal["token_required"] | None = None
+    session: BelvoSessionId
+    link: UUID
+    expiry: StrictInt = Field(gt=0, le=MAX_EXPIRY_SECONDS, description="seconds the session stays open")
+    request_id: str | None = None
+    token_generation_data: TokenGenerationData | None = None
+
+
+class CreateSessionBody(BaseModel):
+    """`POST /v1/sessions`: a 428 body as Belvo sent it, and where to resume it."""
+
+    model_config = ConfigDict(extra="forbid")
+    token_required: TokenRequired | Annotated[list[TokenRequired], Field(min_length=1, max_length=10)]
+    resource: Resource = "links"
+    save_data: StrictBool | None = None
+    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @field_validator("save_data")
+    @classmethod
+    def _save_data_for_data_resources(cls, value: bool | None, info: Any) -> bool | None:
+        if value is not None and info.data.get("resource", "links") == "links":
+            raise ValueError("save_data applies to data resources only, not links")
+        return value
+
+    @property
+    def pause(self) -> TokenRequired:
+        """The token-required object; Belvo's spec sends a list, its samples one object."""
+        tr = self.token_required
+        return tr[0] if isinstance(tr, list) else tr
+
+
+class TokenBody(BaseModel):
+    """`POST /v1/sessions/{id}/token`."""
+
+    model_config = ConfigDict(extra="forbid")
+    token: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("token must contain printable characters only")
+        return value
+
+    def __repr__(self) -> str:  # never let a token reach a log through a repr
+        return "TokenBody(token=***)"
+
+    __str__ = __repr__
+
+
+class Outcome(BaseModel):
+    """How a step ended."""
+
+    http_status: int | None = None
+    code: str | None = None
+    message: str | None = None
+    result: Any = None
+    upstream_errors: list[Any] | None = None
+    upstream_request_id: str | None = None
+
+
+class SessionOut(BaseModel):
+    """The session object every session route answers with."""
+
+    id: str
+    status: SessionStatus
+    resource: str
+    link: str | None
+    step: int
+    challenge: dict[str, Any] | None
+    expires_at: str | None
+    created_at: str
+    updated_at: str
+    external_ref: str | None
+    outcome: Outcome | None
+
+
+class CreatedSessionOut(SessionOut):
+    """The session object at creation, with its client secret (shown only here)."""
+
+    client_secret: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with our `code` and `request_id`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    request_id: str | None = None
+
+
+def rfc3339(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as RFC 3339 UTC."""
+    if ms is None:
+        return None
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _json_or_none(raw: str | None) -> Any:
+    return json.loads(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class MfaSession:
+    """A session as stored in its Redis hash (see app/store.py)."""
+
+    id: str
+    status: SessionStatus
+    resource: str
+    link: str | None
+    step: int
+    challenge: dict[str, Any] | None
+    expires_at_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+    external_ref: str | None
+    outcome: dict[str, Any] | None
+    belvo_session: str | None
+    save_data: bool | None
+    expects_user_input: bool
+    secret_hash: str
+    attempts: int
+    in_flight: bool
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> MfaSession:
+        """Decode the Redis hash (decoded to str) into a session."""
+        save = h.get("save_data", "")
+        return cls(
+            id=h["id"],
+            status=SessionStatus(h["status"]),
+            resource=h.get("resource", "links"),
+            link=h.get("link") or None,
+            step=int(h.get("step", "1")),
+            challenge=_json_or_none(h.get("challenge")),
+            expires_at_ms=int(h["expires_at"]) if h.get("expires_at") else None,
+            created_at_ms=int(h["created_at"]),
+            updated_at_ms=int(h["updated_at"]),
+            external_ref=h.get("external_ref") or None,
+            outcome=_json_or_none(h.get("outcome")),
+            belvo_session=h.get("belvo_session") or None,
+            save_data=None if save == "" else save == "1",
+            expects_user_input=h.get("expects_input", "1") == "1",
+            secret_hash=h.get("secret_hash", ""),
+            attempts=int(h.get("attempts", "0")),
+            in_flight=h.get("in_flight", "0") == "1",
+        )
+
+    def is_past_expiry(self, now_ms: int) -> bool:
+        """True when Belvo's session is over, whatever our record says."""
+        return self.expires_at_ms is not None and now_ms >= self.expires_at_ms
+
+    def public(self, now_ms: int) -> dict[str, Any]:
+        """The API's session object: never the token, never the client secret."""
+        status, outcome = self.status, self.outcome
+        if status is SessionStatus.AWAITING_TOKEN and self.is_past_expiry(now_ms):
+            status = SessionStatus.EXPIRED
+            outcome = {
+                "code": "session_expired",
+                "message": "The MFA session expired before a token was given",
+            }
+        return {
+            "id": self.id,
+            "status": status.value,
+            "resource": self.resource,
+            "link": self.link,
+            "step": self.step,
+            "challenge": self.challenge,
+            "expires_at": rfc3339(self.expires_at_ms),
+            "created_at": rfc3339(self.created_at_ms),
+            "updated_at": rfc3339(self.updated_at_ms),
+            "external_ref": self.external_ref,
+            "outcome": Outcome(**outcome).model_dump() if outcome else None,
+        }
