@@ -176,6 +176,8 @@ class SessionStore:
                         pipe.unwatch()
                         self.expire_due(session_id, now_ms)
                         raise SessionExpired(session_id)
+                    if session.status is SessionStatus.EXPIRED:
+                        raise SessionExpired(session_id)
                     if session.status is not SessionStatus.AWAITING_TOKEN:
                         raise SessionNotAwaitingToken(session.status)
                     submitted = replace(session, status=SessionStatus.SUBMITTED, updated_at_ms=now_ms)
@@ -197,7 +199,7 @@ class SessionStore:
         )
         if status is None:
             raise SessionNotFound(session_id)
-        if status != SessionStatus.CANCELLED.value:
+        if status != "ok":
             raise SessionNotAwaitingToken(SessionStatus(status))
         return self.get(session_id)
 

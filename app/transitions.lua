@@ -44,7 +44,7 @@ redis.call('ZADD', EXP, ARGV[6], id)
 return 1
 
 -- @cancel
--- ARGV: 5 cancelled outcome, 6 expired outcome. Returns the status the session has afterwards.
+-- ARGV: 5 cancelled outcome, 6 expired outcome. Returns 'ok' when this call cancelled it, else its status.
 local status = get('status')
 if not status then
   return false
@@ -55,7 +55,7 @@ if status == 'awaiting_token' then
     return 'expired'
   end
   close('cancelled', ARGV[5])
-  return 'cancelled'
+  return 'ok'
 end
 return status
 

