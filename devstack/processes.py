@@ -162,12 +162,10 @@ def start_sandbox(log_dir: Path, secret_id: str, secret_password: str, port: int
         str(port),
         "--port-file",
         str(port_file),
-        "--secret-id",
-        secret_id,
-        "--secret-password",
-        secret_password,
     ]
-    proc = spawn("sandbox", argv, log_dir)
+    # Credentials travel in the environment, never in argv (which `ps` shows to every user).
+    secrets = {"SANDBOX_SECRET_ID": secret_id, "SANDBOX_SECRET_PASSWORD": secret_password}
+    proc = spawn("sandbox", argv, log_dir, secrets)
 
     def bound() -> str:
         _check_alive(proc)

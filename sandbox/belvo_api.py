@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from . import mfa
-from .data import DATA_RESOURCES, GENERATORS, RESUMABLE
+from .data import GENERATORS, RESUMABLE
 from .errors import BelvoError
 from .state import Link, MfaSession, current_state, utc_now
 
@@ -16,6 +16,9 @@ bp = Blueprint("belvo_api", __name__)
 
 INSTITUTION_PREFIXES = ("heimdall_", "gotham_")
 ACCESS_MODES = ("single", "recurrent")
+
+# `any(...)` keeps unknown resources a 404 rather than a 405 from the POST/PATCH rules.
+API_RESOURCES = "any({})".format(", ".join(f'"{name}"' for name in RESUMABLE if "/" not in name))
 
 
 def json_body() -> dict[str, Any]:
@@ -85,14 +88,12 @@ def list_links() -> dict[str, Any]:
     return {"count": len(links), "next": None, "previous": None, "results": links}
 
 
-@bp.post("/api/<resource>/")
+@bp.post(f"/api/<{API_RESOURCES}:resource>/")
 def create(resource: str) -> Any:
     """POST on a collection: register a link, or retrieve a data resource."""
     if resource == "links":
         return register_link(json_body())
-    if resource in DATA_RESOURCES:
-        return retrieve(resource, json_body())
-    raise BelvoError(404, "not_found", "Resource not found")
+    return retrieve(resource, json_body())
 
 
 @bp.post("/investments/portfolios/")
@@ -101,11 +102,9 @@ def create_portfolios() -> Any:
     return retrieve("investments/portfolios", json_body())
 
 
-@bp.patch("/api/<resource>/")
+@bp.patch(f"/api/<{API_RESOURCES}:resource>/")
 def resume(resource: str) -> Any:
     """PATCH on a collection: answer a paused MFA session."""
-    if resource not in RESUMABLE:
-        raise BelvoError(404, "not_found", "Resource not found")
     return resume_session(resource, json_body())
 
 

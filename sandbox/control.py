@@ -60,7 +60,9 @@ def create_session() -> Any:
     if token_type not in mfa.TOKEN_TYPES:
         raise InvalidControlRequest(f"token_type must be one of {list(mfa.TOKEN_TYPES)}")
     expiry = body.get("expiry")
-    if expiry is not None and (isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or expiry <= 0):
+    if expiry is not None and (
+        isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or expiry <= 0
+    ):
         raise InvalidControlRequest("expiry must be a number of seconds > 0")
     link_id = _link_id(body.get("link"))
     state = current_state()

@@ -64,7 +64,11 @@ def accounts(link: Link) -> list[dict[str, Any]]:
 def transactions(link: Link) -> list[dict[str, Any]]:
     """Two outflows and an inflow on the checking account."""
     account = accounts(link)[0]
-    rows = [("Salario", 25000.0, "INFLOW", 9), ("Supermercado", 842.55, "OUTFLOW", 4), ("Luz", 312.0, "OUTFLOW", 1)]
+    rows = [
+        ("Salario", 25000.0, "INFLOW", 9),
+        ("Supermercado", 842.55, "OUTFLOW", 4),
+        ("Luz", 312.0, "OUTFLOW", 1),
+    ]
     return [
         {
             "id": _id(link, f"transaction-{index}"),

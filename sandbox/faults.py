@@ -43,7 +43,16 @@ def parse_fault(body: Any) -> Fault:
     """Validate a `POST /_sandbox/faults` body into a queued fault."""
     if not isinstance(body, dict):
         raise InvalidControlRequest("expected a JSON object")
-    unknown = set(body) - {"mode", "count", "match", "status", "delay_seconds", "retry_after", "body", "process"}
+    unknown = set(body) - {
+        "mode",
+        "count",
+        "match",
+        "status",
+        "delay_seconds",
+        "retry_after",
+        "body",
+        "process",
+    }
     if unknown:
         raise InvalidControlRequest(f"unknown fault fields: {sorted(unknown)}")
     mode = body.get("mode")

@@ -61,7 +61,9 @@ def describe_call(state: SandboxState) -> dict[str, Any]:
     body = body if isinstance(body, dict) else {}
     token = body.get("token")
     path_parts = request.path.strip("/").split("/")
-    link = body.get("link") or (path_parts[2] if path_parts[:2] == ["api", "links"] and len(path_parts) > 2 else None)
+    link = body.get("link") or (
+        path_parts[2] if path_parts[:2] == ["api", "links"] and len(path_parts) > 2 else None
+    )
     needs_auth = request.path.startswith(AUTHENTICATED_PREFIXES) or request.path == "/api"
     return {
         "method": request.method,

@@ -122,7 +122,9 @@ class SandboxState:
 
     def tunables(self) -> dict[str, Any]:
         """The settings `/_sandbox/config` exposes (never the secrets)."""
-        return {key: self.config[key] for key in ("latency_ms", "token_required_shape", "session_expiry_seconds")}
+        return {
+            key: self.config[key] for key in ("latency_ms", "token_required_shape", "session_expiry_seconds")
+        }
 
     def save_link(self, link: Link) -> Link:
         """Store (or replace) a link."""
@@ -170,7 +172,9 @@ class SandboxState:
             self.sessions[session.id] = session
         return session
 
-    def claim_session(self, session_id: str, resource: str, link_id: str | None, has_token: bool) -> MfaSession:
+    def claim_session(
+        self, session_id: str, resource: str, link_id: str | None, has_token: bool
+    ) -> MfaSession:
         """Take a session for answering, atomically: after this no other call can use it.
 
         Rejections that happen before the session is touched (wrong resource or link, missing

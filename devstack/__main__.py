@@ -1,0 +1,100 @@
+"""`make dev`: the whole service on this machine, with an embedded Redis and the Belvo sandbox.
+
+Uses REDIS_URL and BELVO_BASE_URL (+ BELVO_SECRET_ID/PASSWORD) when set instead of starting its own.
+Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+
+from devstack.processes import ROOT, Proc, start_redis, start_sandbox, start_web, start_worker
+
+VAR = ROOT / "var"
+
+
+def walkthrough(url: str, api_key: str, sandbox_url: str | None) -> str:
+    """The copy-paste tour printed at start-up."""
+    auth = f'-H "Authorization: Bearer {api_key}"'
+    pause = (
+        f"# 1. Get a 428 as Belvo sends it (here from the sandbox's control API):\n"
+        f'PAUSE=$(curl -s -X POST {sandbox_url}/_sandbox/sessions -d \'{{"token_type":"numeric"}}\')\n'
+        if sandbox_url
+        else "# 1. Put the body of a real Belvo 428 in $PAUSE\n"
+    )
+    return f"""
+MFA session service on {url}   (API key: {api_key})
+OpenAPI document: {url}/openapi.json
+
+{pause}
+# 2. Hand it to the service (backend, API key); keep the client secret for the frontend:
+S=$(curl -s {auth} {url}/v1/sessions -d "{{\\"token_required\\": $PAUSE}}")
+ID=$(echo "$S" | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+CS=$(echo "$S" | python3 -c 'import sys,json; print(json.load(sys.stdin)["client_secret"])')
+
+# 3. The frontend reads the challenge and submits the token (111111 completes, 999999 asks again):
+curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
+curl -s -H "Authorization: Bearer $CS" -H 'Content-Type: application/json' \\
+     -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
+     {url}/v1/sessions/$ID/token -d '{{"token": "111111"}}'
+
+# 4. Read the outcome:
+curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
+
+Logs: {VAR / "logs"}/*.log        Ctrl-C stops everything.
+"""
+
+
+def main() -> int:
+    """Start every part, print the tour, wait for Ctrl-C or a child's death, stop everything."""
+    logs = VAR / "logs"
+    procs: list[Proc] = []
+    env = dict(os.environ)
+    api_key = env.get("API_KEYS", "").split(",")[0].strip() or "dev_" + secrets.token_urlsafe(24)
+    env.setdefault("API_KEYS", api_key)
+    try:
+        if not env.get("REDIS_URL"):
+            redis = start_redis(
+                VAR / "redis", logs, port=int(env.get("DEV_REDIS_PORT", "6390")), appendonly=True
+            )
+            procs.append(redis)
+            env["REDIS_URL"] = redis.url
+        sandbox_url = None
+        if not env.get("BELVO_BASE_URL"):
+            env.setdefault("BELVO_SECRET_ID", "sandbox-secret-id")
+            env.setdefault("BELVO_SECRET_PASSWORD", "sandbox-secret-password")
+            sandbox = start_sandbox(
+                logs,
+                env["BELVO_SECRET_ID"],
+                env["BELVO_SECRET_PASSWORD"],
+                port=int(env.get("DEV_SANDBOX_PORT", "8001")),
+            )
+            procs.append(sandbox)
+            env["BELVO_BASE_URL"] = sandbox_url = sandbox.url
+        web = start_web(env, logs, port=int(env.get("PORT", "8000")))
+        procs.append(web)
+        procs.append(start_worker(env, logs))
+        print(walkthrough(web.url, api_key, sandbox_url), flush=True)
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        while not stop["now"] and all(p.alive for p in procs):
+            time.sleep(0.5)
+        dead = [p.name for p in procs if not p.alive]
+        if dead:
+            print(f"stopping: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
