@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from flask import Flask, Response
 
 from app.config import Settings
+from app.cors import register_cors
 from app.errors import register_errorhandlers
 from app.logs import configure_logging, register_request_id
+from app.ratelimit import register_rate_limits
 from app.services import Services
 
 _SECURITY_HEADERS = {
@@ -34,16 +36,19 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     register_errorhandlers(app)
     register_request_id(app)
     register_security_headers(app)
+    register_rate_limits(app)
+    register_cors(app, settings.cors_origins)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
     """Mount the route modules."""
-    from app import health, openapi, sessions
+    from app import flows, health, openapi, sessions
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(flows.bp)
 
 
 def register_security_headers(app: Flask) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from cryptography.fernet import Fernet
 
 
 class ConfigError(RuntimeError):
@@ -13,6 +16,18 @@ class ConfigError(RuntimeError):
 
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _links_enabled(env: Mapping[str, str]) -> bool:
+    """LINKS_ENABLED: true, false, or auto (the default: on exactly when CREDENTIALS_KEY is set)."""
+    raw = env.get("LINKS_ENABLED", "auto").strip().lower() or "auto"
+    if raw == "auto":
+        return bool(env.get("CREDENTIALS_KEY", "").strip())
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"LINKS_ENABLED must be true, false or auto, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -33,9 +48,14 @@ class Settings:
     sweep_interval_seconds: float = 0.5
     resume_queue: str = "belvo-resume"
     cors_origins: tuple[str, ...] = ()
-    rate_limit_per_minute: int = 120
-    session_rate_limit_per_minute: int = 30
+    # Generous defaults: a page polling its session and 50 racing submits of one step stay within them.
+    rate_limit_per_minute: int = 1200
+    session_rate_limit_per_minute: int = 60
+    # Reverse proxies in front of gunicorn that append X-Forwarded-For; 0 trusts no such header.
+    trusted_proxy_count: int = 0
     credentials_key: str = field(default="", repr=False)
+    links_enabled: bool = False
+    call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
 
@@ -52,6 +72,8 @@ class Settings:
                 value = kind(raw)
             except ValueError:
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {raw!r}")
             if value < minimum:
                 raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
             return value
@@ -71,15 +93,31 @@ class Settings:
             sweep_interval_seconds=number("SWEEP_INTERVAL_SECONDS", 0.5, minimum=0.05),
             resume_queue=env.get("RESUME_QUEUE", cls.resume_queue).strip() or cls.resume_queue,
             cors_origins=_split(env.get("CORS_ORIGINS", "")),
-            rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 120, int)),
-            session_rate_limit_per_minute=int(number("SESSION_RATE_LIMIT_PER_MINUTE", 30, int)),
+            rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 1200, int)),
+            session_rate_limit_per_minute=int(number("SESSION_RATE_LIMIT_PER_MINUTE", 60, int)),
+            trusted_proxy_count=int(number("TRUSTED_PROXY_COUNT", 0, int)),
             credentials_key=env.get("CREDENTIALS_KEY", "").strip(),
+            links_enabled=_links_enabled(env),
+            call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )
 
+    def require_credentials_key(self) -> Settings:
+        """Fail start-up when /v1/links is on without a usable Fernet key for bank credentials."""
+        if not self.links_enabled:
+            return self
+        if not self.credentials_key:
+            raise ConfigError("LINKS_ENABLED needs CREDENTIALS_KEY: a Fernet key (Fernet.generate_key())")
+        try:
+            Fernet(self.credentials_key)
+        except ValueError:
+            raise ConfigError("CREDENTIALS_KEY is not a Fernet key (32 url-safe base64 bytes)") from None
+        return self
+
     def require_web(self) -> Settings:
         """Fail start-up of the web process unless it can authenticate anyone."""
+        self.require_credentials_key()
         if not self.api_keys:
             raise ConfigError("API_KEYS is required: a comma-separated list of backend API keys")
         if any(len(key) < 16 for key in self.api_keys):
@@ -99,6 +137,7 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
+        self.require_credentials_key()
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
         return self

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Flask, Response, g, json
 from pydantic import ValidationError
+from redis.exceptions import BusyLoadingError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
@@ -83,7 +83,7 @@ def to_api_error(exc: Exception) -> ApiError:
         if isinstance(exc, kind):
             detail = str(exc) if isinstance(exc, SessionNotAwaitingToken) else None
             return ApiError(status, code, title, detail)
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, RedisError)):
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError)):
         log.warning("store unavailable: %s", type(exc).__name__)
         return ApiError(
             503, "store_unavailable", "The session store is unavailable", headers={"Retry-After": "1"}

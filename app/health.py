@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel
 
 from app.errors import ApiError
-from app.models import BaseModel
 from app.openapi import documented
 from app.services import services
 

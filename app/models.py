@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 RESUME_RESOURCES = (
     "links",
@@ -62,6 +62,9 @@ FINAL_STATUSES = frozenset(
 )
 
 
+CALL_STATUSES = frozenset({SessionStatus.REGISTERING, SessionStatus.RETRIEVING})
+
+
 class TokenGenerationData(BaseModel):
     """Belvo's challenge; unknown fields are kept as given."""
 
@@ -84,48 +87,6 @@ class TokenRequired(BaseModel):
     token_generation_data: TokenGenerationData | None = None
 
 
-class CreateSessionBody(BaseModel):
-    """`POST /v1/sessions`: a 428 body as Belvo sent it, and where to resume it."""
-
-    model_config = ConfigDict(extra="forbid")
-    token_required: TokenRequired | Annotated[list[TokenRequired], Field(min_length=1, max_length=10)]
-    resource: Resource = "links"
-    save_data: StrictBool | None = None
-    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
-
-    @field_validator("save_data")
-    @classmethod
-    def _save_data_for_data_resources(cls, value: bool | None, info: Any) -> bool | None:
-        if value is not None and info.data.get("resource", "links") == "links":
-            raise ValueError("save_data applies to data resources only, not links")
-        return value
-
-    @property
-    def pause(self) -> TokenRequired:
-        """The token-required object; Belvo's spec sends a list, its samples one object."""
-        tr = self.token_required
-        return tr[0] if isinstance(tr, list) else tr
-
-
-class TokenBody(BaseModel):
-    """`POST /v1/sessions/{id}/token`."""
-
-    model_config = ConfigDict(extra="forbid")
-    token: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-
-    @field_validator("token")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        if value is not None and not value.isprintable():
-            raise ValueError("token must contain printable characters only")
-        return value
-
-    def __repr__(self) -> str:  # never let a token reach a log through a repr
-        return "TokenBody(token=***)"
-
-    __str__ = __repr__
-
-
 class Outcome(BaseModel):
     """How a step ended."""
 
@@ -135,40 +96,6 @@ class Outcome(BaseModel):
     result: Any = None
     upstream_errors: list[Any] | None = None
     upstream_request_id: str | None = None
-
-
-class SessionOut(BaseModel):
-    """The session object every session route answers with."""
-
-    id: str
-    status: SessionStatus
-    resource: str
-    link: str | None
-    step: int
-    challenge: dict[str, Any] | None
-    expires_at: str | None
-    created_at: str
-    updated_at: str
-    external_ref: str | None
-    outcome: Outcome | None
-
-
-class CreatedSessionOut(SessionOut):
-    """The session object at creation, with its client secret (shown only here)."""
-
-    client_secret: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, with our `code` and `request_id`."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    code: str
-    request_id: str | None = None
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -252,7 +179,8 @@ class MfaSession:
             "link": self.link,
             "step": self.step,
             "challenge": self.challenge,
-            "expires_at": rfc3339(self.expires_at_ms),
+            # While registering or retrieving there is no Belvo session yet; the deadline is internal.
+            "expires_at": None if status in CALL_STATUSES else rfc3339(self.expires_at_ms),
             "created_at": rfc3339(self.created_at_ms),
             "updated_at": rfc3339(self.updated_at_ms),
             "external_ref": self.external_ref,

@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.models import Problem
+from app.schemas import Problem
 
 _REF = "#/components/schemas/{model}"
 _PROBLEM_STATUSES = {400, 401, 404, 409, 410, 413, 422, 429, 503}

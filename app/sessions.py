@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import authorize_session, new_client_secret, require_api_key
-from app.dispatch import enqueue_resume
+from app.dispatch import enqueue_step
 from app.errors import ApiError
 from app.idempotency import run_idempotent
-from app.models import CreatedSessionOut, CreateSessionBody, SessionOut, SessionStatus, TokenBody
+from app.models import SessionStatus
 from app.openapi import documented
+from app.schemas import CreatedSessionOut, CreateSessionBody, SessionOut, TokenBody
 from app.services import now_ms, services
 from app.validation import parse_body, read_json
 
@@ -88,7 +89,7 @@ def submit_token(session_id: str) -> Response:
             session_id,
             body.token,
             now,
-            lambda pipe, s: enqueue_resume(svc.queue, svc.settings, pipe, s, now_ms=now),
+            lambda pipe, s: enqueue_step(svc.queue, svc.settings, pipe, s, now_ms=now),
         )
         resp = jsonify(submitted.public(now))
         resp.status_code = 202

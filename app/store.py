@@ -3,21 +3,24 @@
 Keys (one Redis instance, not Cluster: scripts derive the Belvo-session index key from a prefix):
   mfa:session:{id}    hash, the session record (app.models.MfaSession)
   mfa:token:{id}      the step's MFA token, from submit until the step ends, then deleted
+  mfa:creds:{id}      the bank credentials of a registration, Fernet-encrypted, until Belvo has answered
   mfa:belvo:{belvo}   Belvo session id -> our id, refuses a second session for the same Belvo session
   mfa:expiry          zset id -> expires_at (ms) of open sessions: the sweeper's work list, no key scans
   mfa:leases          zset id -> lease deadline (ms) of calls in flight; a lapsed lease is a dead worker
 
 Transitions (app/transitions.lua holds the scripts):
-  create         -> awaiting_token
+  create         -> awaiting_token (a 428 the backend got)
+  create_calling -> registering | retrieving (MULTI, enqueues the call job in the same transaction)
   submit_token   awaiting_token -> submitted (WATCH/MULTI, enqueues the resume job in the same transaction)
   cancel         awaiting_token -> cancelled
   expire_due     awaiting_token | submitted (no call in flight) -> expired (failed if calls were tried)
-  begin_call     submitted: takes the lease, hands out the token; a lapsed earlier call -> failed
+  begin_call     calling: takes the lease, hands out the token; a lapsed earlier call -> failed
   release_call   ends an attempt that will be retried
-  finish         submitted -> succeeded | failed | expired
-  next_step      submitted -> awaiting_token, step + 1 (Belvo asked for another token)
-  recover_lapsed submitted with a lapsed lease -> failed (upstream_outcome_unknown)
-  abort          submitted -> failed, when the job raised
+  finish         calling -> succeeded | failed | expired
+  next_step      calling -> awaiting_token (Belvo's 428; step + 1 when it answered a resume)
+  recover_lapsed calling with a lapsed lease -> failed (upstream_outcome_unknown)
+  abort          calling -> failed, when the job raised
+"calling" is submitted, registering or retrieving: a session with an upstream call to make.
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ def token_key(session_id: str) -> str:
     return f"{PREFIX}token:{session_id}"
 
 
+def creds_key(session_id: str) -> str:
+    return f"{PREFIX}creds:{session_id}"
+
+
 def belvo_key(belvo_session: str) -> str:
     return f"{PREFIX}belvo:{belvo_session}"
 
@@ -71,6 +78,10 @@ def belvo_key(belvo_session: str) -> str:
 def new_session_id() -> str:
     """Our opaque session id: 128 random bits, unrelated to Belvo's session id."""
     return "mfa_" + secrets.token_hex(16)
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("1" if value else "0")
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -96,7 +107,13 @@ class SessionStore:
         self._scripts = {name: redis.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
 
     def _run(self, name: str, session_id: str, now_ms: int, *args: Any, client: Any = None) -> Any:
-        keys = [session_key(session_id), token_key(session_id), EXPIRY_ZSET, LEASES_ZSET]
+        keys = [
+            session_key(session_id),
+            token_key(session_id),
+            EXPIRY_ZSET,
+            LEASES_ZSET,
+            creds_key(session_id),
+        ]
         argv = [session_id, now_ms, self.retention_ms, PREFIX + "belvo:", *args]
         result = self._scripts[name](keys=keys, args=argv, client=client)
         return result.decode() if isinstance(result, bytes) else result
@@ -138,7 +155,7 @@ class SessionStore:
             "external_ref": external_ref or "",
             "outcome": "",
             "belvo_session": belvo_session,
-            "save_data": "" if save_data is None else ("1" if save_data else "0"),
+            "save_data": _flag(save_data),
             "expects_input": "1" if expects_input else "0",
             "secret_hash": secret_hash,
             "attempts": "0",
@@ -150,6 +167,63 @@ class SessionStore:
         if not created:
             raise DuplicateSession(belvo_session)
         return MfaSession.from_hash(fields)
+
+    def create_calling(
+        self,
+        *,
+        status: SessionStatus,
+        resource: str,
+        link: str | None,
+        request: dict[str, Any] | None,
+        encrypted_credentials: bytes | None,
+        external_ref: str | None,
+        secret_hash: str,
+        deadline_seconds: int,
+        now_ms: int,
+        enqueue: Callable[[Pipeline, MfaSession], None],
+    ) -> MfaSession:
+        """A session whose first upstream call (register or retrieve) is still to make; its job is enqueued
+        in the same MULTI, so the record never exists without the work that will end it."""
+        assert status in (SessionStatus.REGISTERING, SessionStatus.RETRIEVING)
+        session_id = new_session_id()
+        deadline = now_ms + deadline_seconds * 1000
+        fields = {
+            "id": session_id,
+            "status": status.value,
+            "resource": resource,
+            "link": link or "",
+            "step": "1",
+            "challenge": "",
+            "expires_at": str(deadline),
+            "created_at": str(now_ms),
+            "updated_at": str(now_ms),
+            "external_ref": external_ref or "",
+            "outcome": "",
+            "belvo_session": "",
+            "save_data": _flag(request.get("save_data") if request else None),
+            "expects_input": "1",
+            "secret_hash": secret_hash,
+            "attempts": "0",
+            "in_flight": "0",
+            "request": json.dumps(request) if request is not None else "",
+        }
+        session = MfaSession.from_hash(fields)
+        ttl_ms = deadline - now_ms + self.retention_ms
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.multi()  # explicit, so RQ's enqueue joins this transaction instead of opening its own
+            pipe.hset(session_key(session_id), mapping=fields)
+            pipe.pexpire(session_key(session_id), ttl_ms)
+            pipe.zadd(EXPIRY_ZSET, {session_id: deadline})
+            if encrypted_credentials is not None:
+                pipe.set(creds_key(session_id), encrypted_credentials, px=deadline - now_ms)
+            enqueue(pipe, session)
+            pipe.execute()
+        return session
+
+    def call_inputs(self, session_id: str) -> tuple[dict[str, Any] | None, bytes | None]:
+        """What a register or retrieve call sends: the stored request fields and encrypted credentials."""
+        raw_request = self.redis.hget(session_key(session_id), "request")
+        return (json.loads(raw_request) if raw_request else None), self.redis.get(creds_key(session_id))
 
     def submit_token(
         self,
@@ -248,11 +322,12 @@ class SessionStore:
         step: int,
         *,
         belvo_session: str,
+        link: str,
         challenge: dict[str, Any] | None,
         expiry_seconds: int,
         now_ms: int,
     ) -> bool:
-        """submitted -> awaiting_token for Belvo's next MFA step; False if the step had already ended."""
+        """calling -> awaiting_token for Belvo's (next) MFA step; False if the step had already ended."""
         expires_at = now_ms + expiry_seconds * 1000
         expects_input = challenge is None or challenge.get("expects_user_input", True) is not False
         ttl_ms = expires_at - now_ms + self.retention_ms
@@ -267,6 +342,7 @@ class SessionStore:
                 "1" if expects_input else "0",
                 expires_at,
                 ttl_ms,
+                link,
             )
         )
 

@@ -1,19 +1,24 @@
 -- The session state machine's atomic transitions, loaded by app/store.py.
 -- Each section below "-- @name" is one script; the prelude is prepended to each.
--- KEYS: 1 session hash, 2 token, 3 expiry zset, 4 leases zset.
+-- KEYS: 1 session hash, 2 MFA token, 3 expiry zset, 4 leases zset, 5 encrypted bank credentials.
+-- A "calling" session (submitted, registering, retrieving) has an upstream call to make or in flight.
 -- ARGV: 1 id, 2 now (ms), 3 retention (ms), 4 Belvo-session key prefix, then the script's own.
 -- @prelude
-local H, T, EXP, LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local H, T, EXP, LEASES, CREDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, now, retention, belvo_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 
 local function get(field)
   return redis.call('HGET', H, field)
 end
 
--- End the current step for good: forget the token, leave the work lists, keep the record for `retention`.
+local function calling(status)
+  return status == 'submitted' or status == 'registering' or status == 'retrieving'
+end
+
+-- End the session for good: forget its secrets, leave the work lists, keep the record for `retention`.
 local function close(status, outcome)
   redis.call('HSET', H, 'status', status, 'outcome', outcome, 'updated_at', now, 'in_flight', '0')
-  redis.call('DEL', T)
+  redis.call('DEL', T, CREDS)
   redis.call('ZREM', EXP, id)
   redis.call('ZREM', LEASES, id)
   redis.call('PEXPIRE', H, retention)
@@ -23,7 +28,7 @@ local function close(status, outcome)
   end
 end
 
--- A submitted step that never got an answer: failed if Belvo was tried, else expired.
+-- A call that never got an answer in time: failed if Belvo was tried, else expired.
 local function close_unanswered(expired_outcome, unavailable_outcome)
   if tonumber(get('attempts') or '0') > 0 then
     close('failed', unavailable_outcome)
@@ -74,7 +79,7 @@ if status == 'awaiting_token' then
   end
   close('expired', ARGV[5])
   return 'expired'
-elseif status == 'submitted' then
+elseif calling(status) then
   -- A call in flight ends through its own answer or its lease, never through the clock.
   if get('in_flight') == '1' or now < expires_at then
     return status
@@ -91,7 +96,7 @@ local status = get('status')
 if not status then
   return {'gone'}
 end
-if status ~= 'submitted' or get('step') ~= ARGV[5] then
+if not calling(status) or get('step') ~= ARGV[5] then
   return {'stale'}
 end
 if get('in_flight') == '1' then
@@ -113,7 +118,7 @@ return {'go', redis.call('GET', T), attempt}
 
 -- @release_call
 -- ARGV: 5 step. Ends an attempt that will be retried.
-if get('status') ~= 'submitted' or get('step') ~= ARGV[5] or get('in_flight') ~= '1' then
+if not calling(get('status')) or get('step') ~= ARGV[5] or get('in_flight') ~= '1' then
   return 0
 end
 redis.call('HSET', H, 'in_flight', '0')
@@ -122,19 +127,25 @@ return 1
 
 -- @finish
 -- ARGV: 5 step, 6 final status, 7 outcome.
-if get('status') ~= 'submitted' or get('step') ~= ARGV[5] then
+if not calling(get('status')) or get('step') ~= ARGV[5] then
   return 0
 end
 close(ARGV[6], ARGV[7])
 return 1
 
 -- @next_step
--- ARGV: 5 step, 6 new Belvo session, 7 challenge, 8 expects input, 9 expires_at, 10 ttl (ms).
-if get('status') ~= 'submitted' or get('step') ~= ARGV[5] then
+-- ARGV: 5 step, 6 new Belvo session, 7 challenge, 8 expects input, 9 expires_at, 10 ttl (ms), 11 link.
+-- A resume's 428 is the next step; a register or retrieve's 428 is the first step's challenge.
+local status = get('status')
+if not calling(status) or get('step') ~= ARGV[5] then
   return 0
 end
-local step = tonumber(ARGV[5]) + 1
-redis.call('HSET', H, 'status', 'awaiting_token', 'step', step, 'belvo_session', ARGV[6],
+local step = tonumber(ARGV[5])
+if status == 'submitted' then
+  step = step + 1
+end
+redis.call('DEL', CREDS)
+redis.call('HSET', H, 'status', 'awaiting_token', 'step', step, 'belvo_session', ARGV[6], 'link', ARGV[11],
   'challenge', ARGV[7], 'expects_input', ARGV[8], 'expires_at', ARGV[9], 'attempts', '0',
   'in_flight', '0', 'outcome', '', 'updated_at', now)
 redis.call('DEL', T)
@@ -147,7 +158,7 @@ return step
 -- @recover_lapsed
 -- ARGV: 5 unknown outcome. Closes a session whose in-flight call outlived its lease.
 local lease = redis.call('ZSCORE', LEASES, id)
-if get('status') ~= 'submitted' or get('in_flight') ~= '1' then
+if not calling(get('status')) or get('in_flight') ~= '1' then
   redis.call('ZREM', LEASES, id)
   return 0
 end
@@ -159,7 +170,7 @@ return 1
 
 -- @abort
 -- ARGV: 5 step, 6 unknown outcome, 7 internal-error outcome. The job died; close its step.
-if get('status') ~= 'submitted' or get('step') ~= ARGV[5] then
+if not calling(get('status')) or get('step') ~= ARGV[5] then
   return 0
 end
 if get('in_flight') == '1' then

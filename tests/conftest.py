@@ -13,7 +13,15 @@ import pytest
 from redis import Redis
 
 from devstack.processes import Proc, start_redis, start_sandbox, start_web, start_worker
-from tests.support import API_KEY, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, SECOND_API_KEY, Api, Sandbox
+from tests.support import (
+    API_KEY,
+    BELVO_SECRET_ID,
+    BELVO_SECRET_PASSWORD,
+    CREDENTIALS_KEY,
+    SECOND_API_KEY,
+    Api,
+    Sandbox,
+)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +52,7 @@ def service_env(redis_server: Proc, sandbox_proc: Proc) -> dict[str, str]:
         "BELVO_BASE_URL": sandbox_proc.url,
         "BELVO_SECRET_ID": BELVO_SECRET_ID,
         "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
+        "CREDENTIALS_KEY": CREDENTIALS_KEY,
         "UPSTREAM_TIMEOUT_SECONDS": "1",
         "RESUME_MAX_ATTEMPTS": "3",
         "RESUME_BACKOFF_SECONDS": "0.1",
@@ -51,6 +60,8 @@ def service_env(redis_server: Proc, sandbox_proc: Proc) -> dict[str, str]:
         "SWEEP_INTERVAL_SECONDS": "0.1",
         "SESSION_RETENTION_SECONDS": "3600",
         "LOG_LEVEL": "INFO",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "SESSION_RATE_LIMIT_PER_MINUTE": "0",
     }
 
 

@@ -12,6 +12,8 @@ FINAL = {"succeeded", "failed", "expired", "cancelled"}
 API_KEY = "test-api-key-0123456789abcdef"
 SECOND_API_KEY = "test-api-key-rotated-fedcba9876543210"
 BELVO_SECRET_ID = "sandbox-secret-id"
+# A fixed Fernet key for the bank credentials the tests register with (Fernet.generate_key() shape).
+CREDENTIALS_KEY = "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
 
 

@@ -1,4 +1,4 @@
-"""Belvo's HTTP API as this service uses it: the resume PATCH (and, later, register and retrieve)."""
+"""Belvo's HTTP API as this service uses it: register, retrieve, and the resume PATCH."""
 
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ class BelvoClient:
         if save_data is not None and resource != "links":
             body["save_data"] = save_data
         return self.send("PATCH", resource_path(resource), body)
+
+    def register(self, fields: dict[str, Any]) -> UpstreamAnswer:
+        """POST /api/links/: register a link with the end user's bank credentials."""
+        return self.send("POST", "/api/links/", fields)
+
+    def retrieve(self, resource: str, fields: dict[str, Any]) -> UpstreamAnswer:
+        """POST /api/{resource}/: retrieve a link's data (`fields` carries `link` and the resource's own)."""
+        return self.send("POST", resource_path(resource), fields)
 
     def send(self, method: str, path: str, body: dict[str, Any]) -> UpstreamAnswer:
         """One HTTP call; transport failures raise UpstreamUnavailable with no request data in it."""

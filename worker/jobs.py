@@ -1,14 +1,16 @@
 """RQ job functions. They take plain ids, are imported by dotted path, and raise so RQ records a failure.
 
-resume_session makes at most one upstream call per attempt and at most one *uncertain* call per step:
-the call runs under a lease in Redis; if the worker dies mid-call the lease lapses and the step is
-closed as `upstream_outcome_unknown` instead of being repeated against Belvo.
+Each job makes one upstream call for its session (register, retrieve or resume) and records the answer.
+A step has at most one *uncertain* call: the call runs under a lease in Redis; if the worker dies
+mid-call, the lease lapses and the step is closed as `upstream_outcome_unknown` instead of being
+repeated against Belvo, which may already have acted on it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,8 @@ from redis import Redis
 from rq import Queue, get_current_job
 
 from app.config import Settings
-from app.dispatch import enqueue_resume
+from app.credentials import CredentialsUnreadable, CredentialVault
+from app.dispatch import enqueue_step
 from app.models import MfaSession, SessionStatus
 from app.services import now_ms
 from app.store import SessionStore
@@ -86,8 +89,65 @@ class _LeaseKeeper:
         self._thread.join()
 
 
+class StepUnusable(Exception):
+    """The call cannot be made at all (its token or credentials are gone or unreadable)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = {"code": code, "message": message}
+
+
+Send = Callable[[WorkerContext, MfaSession, str | None], UpstreamAnswer]
+
+
+def _send_resume(ctx: WorkerContext, session: MfaSession, token: str | None) -> UpstreamAnswer:
+    if session.expects_user_input and token is None:
+        raise StepUnusable("token_missing", "The token was no longer stored")
+    return ctx.client.resume(
+        session.resource,
+        session=session.belvo_session or "",
+        link=session.link,
+        token=token if session.expects_user_input else None,
+        save_data=session.save_data,
+    )
+
+
+def _send_register(ctx: WorkerContext, session: MfaSession, _token: str | None) -> UpstreamAnswer:
+    _, sealed = ctx.store.call_inputs(session.id)
+    if sealed is None:
+        raise StepUnusable("credentials_missing", "The bank credentials were no longer stored")
+    if not ctx.settings.credentials_key:
+        raise StepUnusable("credentials_unavailable", "CREDENTIALS_KEY is not set on the worker")
+    try:
+        fields = CredentialVault(ctx.settings.credentials_key).open(sealed)
+    except CredentialsUnreadable:
+        raise StepUnusable(
+            "credentials_unavailable", "The stored credentials could not be decrypted"
+        ) from None
+    return ctx.client.register(fields)
+
+
+def _send_retrieve(ctx: WorkerContext, session: MfaSession, _token: str | None) -> UpstreamAnswer:
+    request, _ = ctx.store.call_inputs(session.id)
+    return ctx.client.retrieve(session.resource, request or {"link": session.link})
+
+
 def resume_session(session_id: str, step: int) -> str:
     """Send the step's resume PATCH to Belvo and record what it answered."""
+    return _run_step(session_id, step, _send_resume)
+
+
+def register_link(session_id: str, step: int) -> str:
+    """Register the link at Belvo with the sealed credentials and record what it answered."""
+    return _run_step(session_id, step, _send_register)
+
+
+def retrieve_data(session_id: str, step: int) -> str:
+    """Ask Belvo for the link's data and record what it answered."""
+    return _run_step(session_id, step, _send_retrieve)
+
+
+def _run_step(session_id: str, step: int, send: Send) -> str:
     ctx = context(get_current_job().connection)
     lease_ms = int(ctx.settings.lease_seconds * 1000)
     claim = ctx.store.begin_call(session_id, step, now_ms(), lease_ms)
@@ -96,25 +156,16 @@ def resume_session(session_id: str, step: int) -> str:
         return claim.verdict
     session = claim.session
     assert session is not None
-    if session.expects_user_input and claim.token is None:
-        ctx.store.finish(
-            session_id,
-            step,
-            SessionStatus.FAILED,
-            {"code": "token_missing", "message": "The token was no longer stored"},
-            now_ms(),
-        )
-        return "failed"
     answer: UpstreamAnswer | None = None
     with _LeaseKeeper(ctx.store, session_id, lease_ms):
         try:
-            answer = ctx.client.resume(
-                session.resource,
-                session=session.belvo_session or "",
-                link=session.link,
-                token=claim.token if session.expects_user_input else None,
-                save_data=session.save_data,
+            answer = send(ctx, session, claim.token)
+        except StepUnusable as exc:
+            ctx.store.finish(session_id, step, SessionStatus.FAILED, exc.outcome, now_ms())
+            log.error(
+                "session %s step %s: failed before the call (%s)", session_id, step, exc.outcome["code"]
             )
+            return "failed"
         except UpstreamUnavailable as exc:
             log.warning(
                 "session %s step %s attempt %s: no answer from Belvo (%s)",
@@ -123,8 +174,7 @@ def resume_session(session_id: str, step: int) -> str:
                 claim.attempt,
                 exc,
             )
-    decision = decide(answer, session.resource)
-    return record(ctx, session, claim.attempt, decision)
+    return record(ctx, session, claim.attempt, decide(answer, session.resource))
 
 
 def record(ctx: WorkerContext, session: MfaSession, attempt: int, decision: Decision) -> str:
@@ -139,19 +189,21 @@ def record(ctx: WorkerContext, session: MfaSession, attempt: int, decision: Deci
             session.id,
             session.step,
             belvo_session=pause.session,
+            link=str(pause.link),
             challenge=tgd.model_dump(mode="json") if tgd else None,
             expiry_seconds=pause.expiry,
             now_ms=now,
         )
-        log.info("session %s step %s: Belvo asked for another token", session.id, session.step)
+        log.info("session %s step %s: Belvo asked for a token", session.id, session.step)
         return "next_step" if moved else "stale"
     if decision.verdict is Verdict.RETRY:
         delay = _backoff(ctx.settings, attempt, decision.retry_after)
         expires_at = session.expires_at_ms or now
         if attempt < ctx.settings.resume_max_attempts and now + delay * 1000 < expires_at:
             with ctx.redis.pipeline(transaction=True) as pipe:
+                pipe.multi()  # explicit, so RQ's enqueue joins this transaction
                 store.release_call(session.id, session.step, now, client=pipe)
-                enqueue_resume(
+                enqueue_step(
                     ctx.queue,
                     ctx.settings,
                     pipe,

@@ -98,7 +98,7 @@ def decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
     if 400 <= status < 500:
         if not answer.is_json:
             return Decision(
-                Verdict.FAILED, _outcome(answer, "upstream_rejected", "Belvo rejected the resume")
+                Verdict.FAILED, _outcome(answer, "upstream_rejected", "Belvo rejected the call")
             )
         return Decision(Verdict.FAILED, _outcome(answer, None, None) | _fallback_code(answer))
     return Decision(
@@ -111,4 +111,4 @@ def _fallback_code(answer: UpstreamAnswer) -> dict[str, Any]:
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     if first.get("code"):
         return {}
-    return {"code": "upstream_rejected", "message": first.get("message") or "Belvo rejected the resume"}
+    return {"code": "upstream_rejected", "message": first.get("message") or "Belvo rejected the call"}

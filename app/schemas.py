@@ -1,0 +1,161 @@
+"""The shapes of API bodies, validated by pydantic and published in the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StringConstraints, field_validator
+
+from app.models import Outcome, Resource, SessionStatus, TokenRequired
+
+
+class CreateSessionBody(BaseModel):
+    """`POST /v1/sessions`: a 428 body as Belvo sent it, and where to resume it."""
+
+    model_config = ConfigDict(extra="forbid")
+    token_required: TokenRequired | Annotated[list[TokenRequired], Field(min_length=1, max_length=10)]
+    resource: Resource = "links"
+    save_data: StrictBool | None = None
+    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @field_validator("save_data")
+    @classmethod
+    def _save_data_for_data_resources(cls, value: bool | None, info: Any) -> bool | None:
+        if value is not None and info.data.get("resource", "links") == "links":
+            raise ValueError("save_data applies to data resources only, not links")
+        return value
+
+    @property
+    def pause(self) -> TokenRequired:
+        """The token-required object; Belvo's spec sends a list, its samples one object."""
+        tr = self.token_required
+        return tr[0] if isinstance(tr, list) else tr
+
+
+class TokenBody(BaseModel):
+    """`POST /v1/sessions/{id}/token`."""
+
+    model_config = ConfigDict(extra="forbid")
+    token: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("token must contain printable characters only")
+        return value
+
+    def __repr__(self) -> str:  # never let a token reach a log through a repr
+        return "TokenBody(token=***)"
+
+    __str__ = __repr__
+
+
+class SessionOut(BaseModel):
+    """The session object every session route answers with."""
+
+    id: str
+    status: SessionStatus
+    resource: str
+    link: str | None
+    step: int
+    challenge: dict[str, Any] | None
+    expires_at: str | None
+    created_at: str
+    updated_at: str
+    external_ref: str | None
+    outcome: Outcome | None
+
+
+class CreatedSessionOut(SessionOut):
+    """The session object at creation, with its client secret (shown only here)."""
+
+    client_secret: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with our `code` and `request_id`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    request_id: str | None = None
+
+
+DATA_RESOURCES = Literal[
+    "accounts",
+    "transactions",
+    "balances",
+    "owners",
+    "invoices",
+    "incomes",
+    "recurring-expenses",
+    "risk-insights",
+]
+Secret = Annotated[SecretStr, Field(min_length=1, max_length=256)]
+Pem = Annotated[SecretStr, Field(min_length=1, max_length=16 * 1024)]
+
+
+class RegisterLinkBody(BaseModel):
+    """`POST /v1/links`: Belvo's register fields; usernames and secrets are SecretStr: no repr shows them."""
+
+    model_config = ConfigDict(extra="forbid")
+    institution: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,100}$")]
+    username: Secret
+    password: Secret
+    username2: Secret | None = None
+    username3: Secret | None = None
+    password2: Secret | None = None
+    username_type: Annotated[str, StringConstraints(max_length=10)] | None = None
+    certificate: Pem | None = None
+    private_key: Pem | None = None
+    access_mode: Literal["single", "recurrent"] | None = None
+    external_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+    fetch_resources: (
+        Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=20)] | None
+    ) = None
+    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    def belvo_fields(self) -> dict[str, Any]:
+        """The body Belvo's register call takes, secrets revealed: only for sealing, never for logs."""
+        out: dict[str, Any] = {}
+        for name, value in self:
+            if value is None or name == "external_ref":
+                continue
+            out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return out
+
+
+class RetrievalBody(BaseModel):
+    """`POST /v1/retrievals`: a data resource, the link, and the resource's own fields (sent as given)."""
+
+    model_config = ConfigDict(extra="allow")
+    resource: DATA_RESOURCES
+    link: UUID
+    date_from: date | None = None
+    date_to: date | None = None
+    save_data: StrictBool | None = None
+    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @field_validator("date_to")
+    @classmethod
+    def _ordered(cls, value: date | None, info: Any) -> date | None:
+        start = info.data.get("date_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError("date_to must not be before date_from")
+        return value
+
+    def belvo_fields(self) -> dict[str, Any]:
+        """The body Belvo's data call takes (`resource` and our `external_ref` left out)."""
+        return self.model_dump(mode="json", exclude={"resource", "external_ref"}, exclude_none=True)
+
+
+class StartedSessionOut(CreatedSessionOut):
+    """A session whose first call to Belvo is on its way (status registering or retrieving)."""
+
+    status: SessionStatus
