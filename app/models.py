@@ -186,3 +186,46 @@ class MfaSession:
             "external_ref": self.external_ref,
             "outcome": Outcome(**outcome).model_dump() if outcome else None,
         }
+
+
+def expects_user_input(challenge: dict[str, Any] | None) -> bool:
+    """Belvo's default is true; only an explicit false means the user confirms elsewhere."""
+    return challenge is None or challenge.get("expects_user_input", True) is not False
+
+
+def new_record(
+    session_id: str,
+    *,
+    status: SessionStatus,
+    resource: str,
+    link: str | None,
+    expires_at_ms: int,
+    now_ms: int,
+    secret_hash: str,
+    external_ref: str | None,
+    belvo_session: str = "",
+    challenge: dict[str, Any] | None = None,
+    save_data: bool | None = None,
+    request: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The Redis hash of a new session (MfaSession.from_hash reads it back)."""
+    return {
+        "id": session_id,
+        "status": status.value,
+        "resource": resource,
+        "link": link or "",
+        "step": "1",
+        "challenge": json.dumps(challenge) if challenge is not None else "",
+        "expires_at": str(expires_at_ms),
+        "created_at": str(now_ms),
+        "updated_at": str(now_ms),
+        "external_ref": external_ref or "",
+        "outcome": "",
+        "belvo_session": belvo_session,
+        "save_data": "" if save_data is None else ("1" if save_data else "0"),
+        "expects_input": "1" if expects_user_input(challenge) else "0",
+        "secret_hash": secret_hash,
+        "attempts": "0",
+        "in_flight": "0",
+        "request": json.dumps(request) if request is not None else "",
+    }

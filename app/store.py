@@ -38,7 +38,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from app.exceptions import DuplicateSession, SessionExpired, SessionNotAwaitingToken, SessionNotFound
-from app.models import MfaSession, SessionStatus
+from app.models import MfaSession, SessionStatus, expects_user_input, new_record
 
 PREFIX = "mfa:"
 EXPIRY_ZSET = PREFIX + "expiry"
@@ -78,10 +78,6 @@ def belvo_key(belvo_session: str) -> str:
 def new_session_id() -> str:
     """Our opaque session id: 128 random bits, unrelated to Belvo's session id."""
     return "mfa_" + secrets.token_hex(16)
-
-
-def _flag(value: bool | None) -> str:
-    return "" if value is None else ("1" if value else "0")
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -141,26 +137,19 @@ class SessionStore:
         """Store a paused session; DuplicateSession if Belvo's session id is already stored."""
         session_id = new_session_id()
         expires_at = now_ms + expiry_seconds * 1000
-        expects_input = challenge is None or challenge.get("expects_user_input", True) is not False
-        fields = {
-            "id": session_id,
-            "status": SessionStatus.AWAITING_TOKEN.value,
-            "resource": resource,
-            "link": link,
-            "step": "1",
-            "challenge": json.dumps(challenge) if challenge is not None else "",
-            "expires_at": str(expires_at),
-            "created_at": str(now_ms),
-            "updated_at": str(now_ms),
-            "external_ref": external_ref or "",
-            "outcome": "",
-            "belvo_session": belvo_session,
-            "save_data": _flag(save_data),
-            "expects_input": "1" if expects_input else "0",
-            "secret_hash": secret_hash,
-            "attempts": "0",
-            "in_flight": "0",
-        }
+        fields = new_record(
+            session_id,
+            status=SessionStatus.AWAITING_TOKEN,
+            resource=resource,
+            link=link,
+            expires_at_ms=expires_at,
+            now_ms=now_ms,
+            secret_hash=secret_hash,
+            external_ref=external_ref,
+            belvo_session=belvo_session,
+            challenge=challenge,
+            save_data=save_data,
+        )
         flat = [item for pair in fields.items() for item in pair]
         ttl_ms = expires_at - now_ms + self.retention_ms
         created = self._run("create", session_id, now_ms, belvo_session, expires_at, ttl_ms, *flat)
@@ -187,26 +176,18 @@ class SessionStore:
         assert status in (SessionStatus.REGISTERING, SessionStatus.RETRIEVING)
         session_id = new_session_id()
         deadline = now_ms + deadline_seconds * 1000
-        fields = {
-            "id": session_id,
-            "status": status.value,
-            "resource": resource,
-            "link": link or "",
-            "step": "1",
-            "challenge": "",
-            "expires_at": str(deadline),
-            "created_at": str(now_ms),
-            "updated_at": str(now_ms),
-            "external_ref": external_ref or "",
-            "outcome": "",
-            "belvo_session": "",
-            "save_data": _flag(request.get("save_data") if request else None),
-            "expects_input": "1",
-            "secret_hash": secret_hash,
-            "attempts": "0",
-            "in_flight": "0",
-            "request": json.dumps(request) if request is not None else "",
-        }
+        fields = new_record(
+            session_id,
+            status=status,
+            resource=resource,
+            link=link,
+            expires_at_ms=deadline,
+            now_ms=now_ms,
+            secret_hash=secret_hash,
+            external_ref=external_ref,
+            save_data=request.get("save_data") if request else None,
+            request=request,
+        )
         session = MfaSession.from_hash(fields)
         ttl_ms = deadline - now_ms + self.retention_ms
         with self.redis.pipeline(transaction=True) as pipe:
@@ -329,7 +310,6 @@ class SessionStore:
     ) -> bool:
         """calling -> awaiting_token for Belvo's (next) MFA step; False if the step had already ended."""
         expires_at = now_ms + expiry_seconds * 1000
-        expects_input = challenge is None or challenge.get("expects_user_input", True) is not False
         ttl_ms = expires_at - now_ms + self.retention_ms
         return bool(
             self._run(
@@ -339,7 +319,7 @@ class SessionStore:
                 step,
                 belvo_session,
                 json.dumps(challenge) if challenge is not None else "",
-                "1" if expects_input else "0",
+                "1" if expects_user_input(challenge) else "0",
                 expires_at,
                 ttl_ms,
                 link,
