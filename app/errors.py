@@ -92,7 +92,8 @@ def to_api_error(exc: Exception) -> ApiError:
         code = (exc.name or "error").lower().replace(" ", "_")
         if exc.code == 413:
             code = "payload_too_large"
-        headers = {"Allow": exc.response.headers["Allow"]} if exc.code == 405 and exc.response else None
+        valid = getattr(exc, "valid_methods", None)  # a routing 405 says what would have been allowed
+        headers = {"Allow": ", ".join(sorted(valid))} if exc.code == 405 and valid else None
         return ApiError(exc.code or 500, code, exc.name or "Error", exc.description, headers=headers)
     log.exception("unhandled error")
     return ApiError(

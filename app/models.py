@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 RESUME_RESOURCES = (
     "links",
@@ -65,6 +65,15 @@ FINAL_STATUSES = frozenset(
 CALL_STATUSES = frozenset({SessionStatus.REGISTERING, SessionStatus.RETRIEVING})
 
 
+def _json_integer(value: Any) -> Any:
+    # A JSON integer may be written 600 or 600.0; a string, a bool or 600.5 is not one.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number of seconds")
+    return int(value)
+
+
 class TokenGenerationData(BaseModel):
     """Belvo's challenge; unknown fields are kept as given."""
 
@@ -82,7 +91,9 @@ class TokenRequired(BaseModel):
     code: Literal["token_required"] | None = None
     session: BelvoSessionId
     link: UUID
-    expiry: StrictInt = Field(gt=0, le=MAX_EXPIRY_SECONDS, description="seconds the session stays open")
+    expiry: Annotated[int, BeforeValidator(_json_integer)] = Field(
+        gt=0, le=MAX_EXPIRY_SECONDS, description="seconds the session stays open"
+    )
     request_id: str | None = None
     token_generation_data: TokenGenerationData | None = None
 

@@ -35,7 +35,7 @@ ADDRESS_LIMITED = frozenset({"sessions.read_session", "sessions.submit_token", "
 SESSION_LIMITED = frozenset({"sessions.submit_token"})
 _MAX_ID_LENGTH = 64  # longer ids name no session (app.auth answers 404 for them)
 
-# KEYS: address counter, session counter, session record.
+# KEYS: address counter, session counter, session record (app/store.py's hash, for its secret_hash).
 # ARGV: address limit, session limit (0: off), window ms, credential hash, "1" for an API key.
 # Returns {0, 0} when allowed, else {1 (address) or 2 (session), ms until that window ends}.
 _CHECK = """
@@ -70,10 +70,12 @@ return {0, 0}
 
 
 def address_key(address: str) -> str:
+    """The counter of one client address."""
     return f"{KEY_PREFIX}addr:{address}"
 
 
 def session_counter_key(session_id: str) -> str:
+    """The counter of token submissions to one session."""
     return f"{KEY_PREFIX}session:{session_id}"
 
 
@@ -88,7 +90,8 @@ def register_rate_limits(app: Flask) -> None:
     svc = app.extensions["mfa"]
     settings = svc.settings
     if settings.trusted_proxy_count > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)  # type: ignore[method-assign]
+        # Only the last N X-Forwarded-For entries come from our proxies; earlier ones are the client's say.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)
     if settings.rate_limit_per_minute <= 0 and settings.session_rate_limit_per_minute <= 0:
         return
     script = svc.redis.register_script(_CHECK)  # EVALSHA, loading the script on first use

@@ -6,39 +6,60 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 from app.models import Outcome, Resource, SessionStatus, TokenRequired
+
+
+def _first_of_list(value: Any) -> Any:
+    # Belvo's spec sends a list of token-required objects, its samples a single object: take the first.
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("must be an object or a non-empty list of objects")
+        return value[0]
+    return value
 
 
 class CreateSessionBody(BaseModel):
     """`POST /v1/sessions`: a 428 body as Belvo sent it, and where to resume it."""
 
     model_config = ConfigDict(extra="forbid")
-    token_required: TokenRequired | Annotated[list[TokenRequired], Field(min_length=1, max_length=10)]
+    token_required: Annotated[
+        TokenRequired,
+        BeforeValidator(
+            _first_of_list,
+            json_schema_input_type=TokenRequired | Annotated[list[TokenRequired], Field(min_length=1)],
+        ),
+    ]
     resource: Resource = "links"
-    save_data: StrictBool | None = None
+    save_data: StrictBool | None = Field(
+        None, description="Sent on a data resource's resume; ignored for links, whose resume has none"
+    )
     external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
-
-    @field_validator("save_data")
-    @classmethod
-    def _save_data_for_data_resources(cls, value: bool | None, info: Any) -> bool | None:
-        if value is not None and info.data.get("resource", "links") == "links":
-            raise ValueError("save_data applies to data resources only, not links")
-        return value
 
     @property
     def pause(self) -> TokenRequired:
-        """The token-required object; Belvo's spec sends a list, its samples one object."""
-        tr = self.token_required
-        return tr[0] if isinstance(tr, list) else tr
+        """The token-required object."""
+        return self.token_required
 
 
 class TokenBody(BaseModel):
     """`POST /v1/sessions/{id}/token`."""
 
     model_config = ConfigDict(extra="forbid")
-    token: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    token: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="Required unless the session's challenge says expects_user_input: false (then send {}).",
+    )
 
     @field_validator("token")
     @classmethod
@@ -97,6 +118,16 @@ DATA_RESOURCES = Literal[
     "recurring-expenses",
     "risk-insights",
 ]
+
+
+def _iso_date_text(value: Any) -> Any:
+    # Pydantic's lax date would take a Unix timestamp; Belvo's dates are YYYY-MM-DD strings only.
+    if not isinstance(value, (str, date)):
+        raise ValueError("must be a date string, YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 Secret = Annotated[SecretStr, Field(min_length=1, max_length=256)]
 Pem = Annotated[SecretStr, Field(min_length=1, max_length=16 * 1024)]
 
@@ -137,8 +168,8 @@ class RetrievalBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     resource: DATA_RESOURCES
     link: UUID
-    date_from: date | None = None
-    date_to: date | None = None
+    date_from: IsoDate | None = None
+    date_to: IsoDate | None = Field(None, description="Not before date_from")
     save_data: StrictBool | None = None
     external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
 

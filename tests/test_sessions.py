@@ -87,7 +87,7 @@ def test_create_rejects_a_malformed_428_naming_the_field(api, sandbox, mutate, f
     ("extra", "field"),
     [
         ({"resource": "statements"}, "resource"),
-        ({"save_data": True}, "save_data"),
+        ({"save_data": "yes"}, "save_data"),
         ({"external_ref": "x" * 201}, "external_ref"),
         ({"unexpected": 1}, "unexpected"),
     ],
