@@ -152,7 +152,8 @@ redis.call('DEL', T)
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', EXP, ARGV[9], id)
 redis.call('PEXPIRE', H, ARGV[10])
-redis.call('SET', belvo_prefix .. ARGV[6], id, 'PX', ARGV[10])
+-- NX: never take over another session's index (Belvo reusing a session id would be its bug, not ours).
+redis.call('SET', belvo_prefix .. ARGV[6], id, 'NX', 'PX', ARGV[10])
 return step
 
 -- @recover_lapsed

@@ -135,4 +135,3 @@ def test_unusable_2xx_fails_as_invalid_response(api, sandbox, fault):
     s, _ = _resume(api, sandbox)
     done = api.wait(s["id"])
     assert done["status"] == "failed" and done["outcome"]["code"] == "upstream_invalid_response"
-

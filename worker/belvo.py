@@ -70,7 +70,9 @@ class BelvoClient:
         save_data: bool | None = None,
     ) -> UpstreamAnswer:
         """PATCH the resource with {session, token, link} (+save_data); no token when none is expected."""
-        body: dict[str, Any] = {"session": session, "link": link}
+        body: dict[str, Any] = {"session": session}
+        if link is not None:
+            body["link"] = link
         if token is not None:
             body["token"] = token
         if save_data is not None and resource != "links":

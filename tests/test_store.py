@@ -1,0 +1,396 @@
+"""The session state machine in app/store.py against a real Redis; time is driven through `now_ms`."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from redis import Redis
+from redis.client import Pipeline
+
+from app.exceptions import DuplicateSession, SessionExpired, SessionNotAwaitingToken
+from app.models import MfaSession, SessionStatus
+from app.store import EXPIRY_ZSET, LEASES_ZSET, SessionStore, belvo_key, creds_key, session_key, token_key
+
+T0 = 1_700_000_000_000
+EXPIRY_MS = 600_000
+EXPIRES_AT = T0 + EXPIRY_MS
+RETENTION_MS = 3_600_000
+LEASE_MS = 15_000
+DEADLINE_MS = 900_000
+SUBMITTED_AT = T0 + 1_000
+CALLED_AT = T0 + 2_000
+LINK = "8848bd0c-9c7e-4f53-a732-ec896b11d4c4"
+CHALLENGE = {"type": "numeric", "instructions": "Enter the code", "expects_user_input": True}
+QR_CHALLENGE = {"type": "qr_code", "value": "qr-data", "expects_user_input": True}
+REQUEST = {"institution": "heimdall_mx_retail", "access_mode": "single"}
+SEALED = b"gAAAAA-sealed-bank-credentials"
+MARKER = "mfa:test-marker"
+
+
+@pytest.fixture
+def store(redis: Redis) -> SessionStore:
+    return SessionStore(redis, RETENTION_MS // 1000)
+
+
+def no_enqueue(pipe: Pipeline, session: MfaSession) -> None:
+    pass
+
+
+def create(store: SessionStore, belvo_session: str = "belvo-1", challenge: Any = CHALLENGE) -> MfaSession:
+    """A session paused on a 428 the backend got: awaiting_token at T0."""
+    return store.create(
+        belvo_session=belvo_session,
+        link=LINK,
+        expiry_seconds=EXPIRY_MS // 1000,
+        challenge=challenge,
+        resource="links",
+        save_data=None,
+        external_ref="order-42",
+        secret_hash="secret-hash",
+        now_ms=T0,
+    )
+
+
+def call_pending(store: SessionStore, status: SessionStatus, enqueue: Any = no_enqueue) -> MfaSession:
+    """A session whose first call (register or retrieve) is still to make, created at T0."""
+    return store.create_calling(
+        status=status,
+        resource="links",
+        link=None,
+        request=REQUEST,
+        encrypted_credentials=SEALED,
+        external_ref=None,
+        secret_hash="secret-hash",
+        deadline_seconds=DEADLINE_MS // 1000,
+        now_ms=T0,
+        enqueue=enqueue,
+    )
+
+
+def submitted(store: SessionStore, token: str = "111111") -> MfaSession:
+    session = create(store)
+    store.submit_token(session.id, token, SUBMITTED_AT, no_enqueue)
+    return session
+
+
+def in_call(store: SessionStore) -> MfaSession:
+    session = submitted(store)
+    assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict == "go"
+    return session
+
+
+def next_step(store: SessionStore, session_id: str, step: int, belvo_session: str, now: int) -> bool:
+    """Belvo's 428 to the step's call: a new Belvo session, a QR challenge, 60 s to answer."""
+    return store.next_step(
+        session_id,
+        step,
+        belvo_session=belvo_session,
+        link=LINK,
+        challenge=QR_CHALLENGE,
+        expiry_seconds=60,
+        now_ms=now,
+    )
+
+
+def assert_pttl(redis: Redis, key: str, expected_ms: int) -> None:
+    assert expected_ms - 5_000 < redis.pttl(key) <= expected_ms
+
+
+def assert_awaiting(
+    store: SessionStore, session_id: str, step: int, belvo: str, now: int, expiry_ms: int, challenge: Any
+) -> None:
+    """Open for a token: listed for expiry, no call or secret held, indexed by its Belvo session."""
+    stored, redis = store.get(session_id), store.redis
+    assert (stored.status, stored.step, stored.belvo_session) == (SessionStatus.AWAITING_TOKEN, step, belvo)
+    assert (stored.expires_at_ms, stored.attempts, stored.in_flight) == (now + expiry_ms, 0, False)
+    assert (stored.link, stored.challenge, stored.outcome) == (LINK, challenge, None)
+    assert not redis.exists(token_key(session_id), creds_key(session_id))
+    assert redis.zscore(EXPIRY_ZSET, session_id) == now + expiry_ms
+    assert redis.zscore(LEASES_ZSET, session_id) is None
+    assert redis.get(belvo_key(belvo)) == session_id.encode()
+    assert_pttl(redis, session_key(session_id), expiry_ms + RETENTION_MS)
+
+
+def assert_closed(store: SessionStore, session_id: str, status: SessionStatus, code: str | None) -> None:
+    """A final status with its outcome, no secret held, off both work lists, kept for retention."""
+    stored, redis = store.get(session_id), store.redis
+    assert (stored.status, stored.outcome["code"], stored.in_flight) == (status, code, False)
+    assert not redis.exists(token_key(session_id), creds_key(session_id))
+    assert redis.zscore(EXPIRY_ZSET, session_id) is None
+    assert redis.zscore(LEASES_ZSET, session_id) is None
+    assert_pttl(redis, session_key(session_id), RETENTION_MS)
+
+
+def test_create_stores_an_awaiting_session_at_step_1(store):
+    session = create(store)
+    assert store.get(session.id) == session and session.id.startswith("mfa_")
+    assert (session.external_ref, session.secret_hash, session.expects_user_input) == (
+        "order-42",
+        "secret-hash",
+        True,
+    )
+    assert_awaiting(store, session.id, 1, "belvo-1", T0, EXPIRY_MS, CHALLENGE)
+
+
+def test_create_refuses_a_second_session_for_one_belvo_session(store, redis):
+    first = create(store)
+    with pytest.raises(DuplicateSession):
+        create(store)
+    assert [k.decode() for k in redis.scan_iter("mfa:session:*")] == [session_key(first.id)]
+
+
+def test_create_calling_writes_the_session_its_credentials_and_its_job_at_once(store, redis):
+    seen: list[tuple[MfaSession, bool, int]] = []
+
+    def enqueue(pipe: Pipeline, session: MfaSession) -> None:
+        pipe.set(MARKER, "1")
+        seen.append((session, pipe.explicit_transaction, redis.exists(session_key(session.id))))
+
+    session = call_pending(store, SessionStatus.REGISTERING, enqueue)
+    # RQ's enqueue joins a MULTI already begun: the record and its job are committed together.
+    assert seen == [(session, True, 0)] and redis.get(MARKER) == b"1"
+    assert store.get(session.id) == session
+    assert (session.status, session.step, session.belvo_session) == (SessionStatus.REGISTERING, 1, None)
+    assert store.call_inputs(session.id) == (REQUEST, SEALED)
+    assert redis.zscore(EXPIRY_ZSET, session.id) == T0 + DEADLINE_MS
+    assert_pttl(redis, creds_key(session.id), DEADLINE_MS)
+    assert_pttl(redis, session_key(session.id), DEADLINE_MS + RETENTION_MS)
+
+
+def test_a_first_call_not_made_by_its_deadline_expires_and_forgets_the_credentials(store):
+    session = call_pending(store, SessionStatus.RETRIEVING)
+    assert store.expire_due(session.id, T0 + DEADLINE_MS - 1) == "retrieving"
+    assert store.expire_due(session.id, T0 + DEADLINE_MS) == "expired"
+    assert_closed(store, session.id, SessionStatus.EXPIRED, "session_expired")
+
+
+def test_a_428_to_the_first_call_opens_step_1_and_forgets_the_credentials(store):
+    session = call_pending(store, SessionStatus.REGISTERING)
+    claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    assert (claim.verdict, claim.token, claim.attempt) == ("go", None, 1)
+    assert next_step(store, session.id, 1, "belvo-1", CALLED_AT)
+    assert_awaiting(store, session.id, 1, "belvo-1", CALLED_AT, 60_000, QR_CHALLENGE)
+
+
+def test_submit_token_stores_the_token_until_expiry(store, redis):
+    session = create(store)
+    result = store.submit_token(session.id, "111111", SUBMITTED_AT, no_enqueue)
+    assert result.status is SessionStatus.SUBMITTED
+    assert store.get(session.id).status is SessionStatus.SUBMITTED
+    assert redis.get(token_key(session.id)) == b"111111"
+    assert_pttl(redis, token_key(session.id), EXPIRES_AT - SUBMITTED_AT)
+
+
+def test_submit_token_commits_what_enqueue_adds_in_one_transaction(store, redis):
+    session = create(store)
+    seen: list[tuple[MfaSession, bool, int]] = []
+
+    def enqueue(pipe: Pipeline, submitted: MfaSession) -> None:
+        pipe.set(MARKER, "1")
+        seen.append(
+            (submitted, isinstance(pipe, Pipeline) and pipe.explicit_transaction, redis.exists(MARKER))
+        )
+
+    store.submit_token(session.id, "111111", SUBMITTED_AT, enqueue)
+    [(passed, in_multi, marker_before_commit)] = seen
+    assert (passed.id, passed.status) == (session.id, SessionStatus.SUBMITTED)
+    assert in_multi  # RQ's enqueue joins a MULTI already begun instead of opening its own
+    assert marker_before_commit == 0  # queued in the transaction, not run on its own
+    assert redis.get(MARKER) == b"1"
+
+
+def test_submit_token_commits_nothing_when_enqueue_fails(store, redis):
+    session = create(store)
+
+    def enqueue(pipe: Pipeline, submitted: MfaSession) -> None:
+        pipe.set(MARKER, "1")
+        raise RuntimeError("queue refused")
+
+    with pytest.raises(RuntimeError):
+        store.submit_token(session.id, "111111", SUBMITTED_AT, enqueue)
+    assert store.get(session.id).status is SessionStatus.AWAITING_TOKEN
+    assert not redis.exists(MARKER, token_key(session.id))
+
+
+def test_a_second_submit_is_refused_and_keeps_the_first_token(store, redis):
+    session = submitted(store, "111111")
+    with pytest.raises(SessionNotAwaitingToken) as refused:
+        store.submit_token(session.id, "999999", SUBMITTED_AT + 1, no_enqueue)
+    assert refused.value.status is SessionStatus.SUBMITTED
+    assert redis.get(token_key(session.id)) == b"111111"
+
+
+def test_submit_past_expiry_raises_and_expires_the_session(store):
+    session = create(store)
+    enqueued: list[MfaSession] = []
+    with pytest.raises(SessionExpired):
+        store.submit_token(session.id, "111111", EXPIRES_AT, lambda pipe, s: enqueued.append(s))
+    assert enqueued == []
+    assert_closed(store, session.id, SessionStatus.EXPIRED, "session_expired")
+
+
+def test_of_twenty_concurrent_submits_exactly_one_commits(store, redis):
+    session = create(store)
+    start = threading.Barrier(20)
+
+    def submit(i: int) -> str:
+        start.wait()
+        try:
+            store.submit_token(session.id, f"{i:06d}", SUBMITTED_AT, lambda pipe, s: pipe.incr(MARKER))
+        except SessionNotAwaitingToken:
+            return "refused"
+        return f"{i:06d}"
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        winners = [r for r in pool.map(submit, range(20)) if r != "refused"]
+    assert len(winners) == 1
+    assert redis.get(MARKER) == b"1"
+    assert redis.get(token_key(session.id)) == winners[0].encode()
+
+
+def test_no_token_is_stored_when_the_challenge_expects_no_input(store, redis):
+    session = create(store, challenge={"type": "qr", "value": "qr-data", "expects_user_input": False})
+    store.submit_token(session.id, "111111", SUBMITTED_AT, no_enqueue)
+    assert store.get(session.id).status is SessionStatus.SUBMITTED
+    assert not redis.exists(token_key(session.id))
+    claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    assert (claim.verdict, claim.token, claim.attempt) == ("go", None, 1)
+
+
+def test_cancel_closes_an_awaiting_session(store):
+    session = create(store)
+    assert store.cancel(session.id, SUBMITTED_AT).status is SessionStatus.CANCELLED
+    assert_closed(store, session.id, SessionStatus.CANCELLED, "cancelled")
+
+
+@pytest.mark.parametrize(
+    ("submit", "now", "status"),
+    [(True, CALLED_AT, SessionStatus.SUBMITTED), (False, EXPIRES_AT, SessionStatus.EXPIRED)],
+    ids=["after-submit", "past-expiry"],
+)
+def test_cancel_is_refused_unless_awaiting_before_expiry(store, submit, now, status):
+    session = submitted(store) if submit else create(store)
+    with pytest.raises(SessionNotAwaitingToken) as refused:
+        store.cancel(session.id, now)
+    assert refused.value.status is status
+    assert store.get(session.id).status is status
+
+
+def test_expire_due_expires_an_awaiting_session_past_expiry(store):
+    session = create(store)
+    assert store.due(EXPIRY_ZSET, EXPIRES_AT) == [session.id]
+    assert store.expire_due(session.id, EXPIRES_AT) == "expired"
+    assert_closed(store, session.id, SessionStatus.EXPIRED, "session_expired")
+
+
+def test_expire_due_leaves_sessions_not_due_unchanged(store, redis):
+    waiting = create(store, belvo_session="belvo-waiting")
+    mid_call = in_call(store)
+    assert store.expire_due(waiting.id, EXPIRES_AT - 1) == "awaiting_token"
+    assert store.expire_due(mid_call.id, EXPIRES_AT + 1) == "submitted"  # a call in flight ends by itself
+    assert store.get(waiting.id) == waiting and redis.zscore(EXPIRY_ZSET, waiting.id) == EXPIRES_AT
+    assert store.get(mid_call.id).status is SessionStatus.SUBMITTED and store.get(mid_call.id).in_flight
+
+
+@pytest.mark.parametrize(
+    ("calls", "status", "code"),
+    [(0, SessionStatus.EXPIRED, "session_expired"), (1, SessionStatus.FAILED, "upstream_unavailable")],
+)
+def test_expire_due_closes_a_submitted_session_between_calls(store, calls, status, code):
+    session = submitted(store)
+    for _ in range(calls):
+        assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict == "go"
+        assert store.release_call(session.id, 1, CALLED_AT + 1) == 1
+    assert store.expire_due(session.id, EXPIRES_AT) == status.value
+    assert_closed(store, session.id, status, code)
+
+
+def test_begin_call_hands_out_the_token_under_a_lease(store, redis):
+    session = submitted(store)
+    claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    assert (claim.verdict, claim.token, claim.attempt) == ("go", "111111", 1)
+    assert claim.session is not None and claim.session.in_flight
+    assert redis.zscore(LEASES_ZSET, session.id) == CALLED_AT + LEASE_MS
+
+
+def test_begin_call_is_busy_while_the_lease_lives_and_unknown_once_it_lapsed(store):
+    session = in_call(store)
+    assert store.begin_call(session.id, 1, CALLED_AT + LEASE_MS - 1, LEASE_MS).verdict == "busy"
+    assert store.get(session.id).attempts == 1
+    assert store.begin_call(session.id, 1, CALLED_AT + LEASE_MS, LEASE_MS).verdict == "unknown"
+    assert_closed(store, session.id, SessionStatus.FAILED, "upstream_outcome_unknown")
+
+
+def test_begin_call_for_another_step_or_status_is_stale(store):
+    awaiting = create(store, belvo_session="belvo-awaiting")
+    session = submitted(store)
+    assert store.begin_call(session.id, 2, CALLED_AT, LEASE_MS).verdict == "stale"
+    assert store.begin_call(awaiting.id, 1, CALLED_AT, LEASE_MS).verdict == "stale"
+    assert store.begin_call("mfa_missing", 1, CALLED_AT, LEASE_MS).verdict == "gone"
+    assert store.get(session.id).attempts == 0 and not store.get(session.id).in_flight
+
+
+def test_begin_call_past_expiry_expires_the_session(store):
+    session = submitted(store)
+    assert store.begin_call(session.id, 1, EXPIRES_AT, LEASE_MS).verdict == "expired"
+    assert_closed(store, session.id, SessionStatus.EXPIRED, "session_expired")
+
+
+def test_release_call_ends_the_attempt_and_allows_the_next(store, redis):
+    session = in_call(store)
+    with redis.pipeline() as pipe:
+        store.release_call(session.id, 1, CALLED_AT + 1, client=pipe)
+        assert store.get(session.id).in_flight  # joined the transaction: nothing yet
+        assert pipe.execute() == [1]
+    assert not store.get(session.id).in_flight
+    assert redis.zscore(LEASES_ZSET, session.id) is None
+    assert store.release_call(session.id, 1, CALLED_AT + 2) == 0
+    claim = store.begin_call(session.id, 1, CALLED_AT + 3, LEASE_MS)
+    assert (claim.verdict, claim.token, claim.attempt) == ("go", "111111", 2)
+
+
+def test_finish_closes_the_step_with_its_outcome(store, redis):
+    session = in_call(store)
+    outcome = {"http_status": 201, "code": None, "result": {"id": LINK}}
+    assert store.finish(session.id, 1, SessionStatus.SUCCEEDED, outcome, CALLED_AT + 1)
+    assert store.get(session.id).outcome == outcome
+    assert_closed(store, session.id, SessionStatus.SUCCEEDED, None)
+    assert_pttl(redis, belvo_key("belvo-1"), RETENTION_MS)
+
+
+def test_finishing_twice_or_another_step_returns_false(store):
+    session = in_call(store)
+    assert not store.finish(session.id, 2, SessionStatus.FAILED, {"code": "x"}, CALLED_AT + 1)
+    assert store.finish(session.id, 1, SessionStatus.FAILED, {"code": "first"}, CALLED_AT + 1)
+    assert not store.finish(session.id, 1, SessionStatus.SUCCEEDED, {"code": "second"}, CALLED_AT + 2)
+    assert store.get(session.id).outcome == {"code": "first"}
+
+
+def test_next_step_reopens_the_session_at_step_2(store):
+    session = in_call(store)
+    assert next_step(store, session.id, 1, "belvo-2", CALLED_AT + 1)
+    assert_awaiting(store, session.id, 2, "belvo-2", CALLED_AT + 1, 60_000, QR_CHALLENGE)
+    assert store.submit_token(session.id, "222222", CALLED_AT + 2, no_enqueue).step == 2
+    assert not next_step(store, session.id, 1, "belvo-3", CALLED_AT + 3)
+
+
+def test_recover_lapsed_closes_a_call_only_once_its_lease_lapsed(store):
+    session = in_call(store)
+    assert not store.recover_lapsed(session.id, CALLED_AT + LEASE_MS - 1)
+    assert store.get(session.id).in_flight
+    assert store.recover_lapsed(session.id, CALLED_AT + LEASE_MS)
+    assert_closed(store, session.id, SessionStatus.FAILED, "upstream_outcome_unknown")
+
+
+@pytest.mark.parametrize(
+    ("mid_call", "code"), [(True, "upstream_outcome_unknown"), (False, "internal_error")]
+)
+def test_abort_fails_the_step(store, mid_call, code):
+    session = in_call(store) if mid_call else submitted(store)
+    assert not store.abort(session.id, 2, CALLED_AT + 1)
+    assert store.abort(session.id, 1, CALLED_AT + 1)
+    assert_closed(store, session.id, SessionStatus.FAILED, code)
+    assert not store.abort(session.id, 1, CALLED_AT + 2)
