@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 
 from redis.client import Pipeline
 from rq import Callback, Queue
@@ -34,12 +33,11 @@ def enqueue_step(
     *,
     now_ms: int,
     attempt: int = 1,
-    delay_seconds: float = 0.0,
 ) -> None:
     """Add the session's call job to `pipe`'s transaction; only ids travel, never a token or credential."""
     open_ms = max(1, (session.expires_at_ms or now_ms) - now_ms)
     options = dict(
-        args=(session.id, session.step),
+        args=(session.id, session.step, attempt),
         job_id=job_id(session, attempt),
         # The horse must outlive one upstream call (connect + read timeouts) plus the Redis work.
         job_timeout=int(settings.upstream_timeout_seconds * 2 + 30),
@@ -49,7 +47,4 @@ def enqueue_step(
         on_failure=Callback(FAILURE_CALLBACK),
         pipeline=pipe,
     )
-    if delay_seconds > 0:
-        queue.enqueue_in(timedelta(seconds=delay_seconds), JOBS[session.status], **options)
-    else:
-        queue.enqueue(JOBS[session.status], **options)
+    queue.enqueue(JOBS[session.status], **options)

@@ -145,6 +145,7 @@ class MfaSession:
     secret_hash: str
     attempts: int
     in_flight: bool
+    unanswered: int = 0
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> MfaSession:
@@ -168,6 +169,7 @@ class MfaSession:
             secret_hash=h.get("secret_hash", ""),
             attempts=int(h.get("attempts", "0")),
             in_flight=h.get("in_flight", "0") == "1",
+            unanswered=int(h.get("unanswered", "0")),
         )
 
     def is_past_expiry(self, now_ms: int) -> bool:

@@ -7,6 +7,7 @@ Keys (one Redis instance, not Cluster: scripts derive the Belvo-session index ke
   mfa:belvo:{belvo}   Belvo session id -> our id, refuses a second session for the same Belvo session
   mfa:expiry          zset id -> expires_at (ms) of open sessions: the sweeper's work list, no key scans
   mfa:leases          zset id -> lease deadline (ms) of calls in flight; a lapsed lease is a dead worker
+  mfa:retries         zset id -> when its next attempt is due (ms); the sweeper enqueues it then
 
 Transitions (app/transitions.lua holds the scripts):
   create         -> awaiting_token (a 428 the backend got)
@@ -15,7 +16,8 @@ Transitions (app/transitions.lua holds the scripts):
   cancel         awaiting_token -> cancelled
   expire_due     awaiting_token | submitted (no call in flight) -> expired (failed if calls were tried)
   begin_call     calling: takes the lease, hands out the token; a lapsed earlier call -> failed
-  release_call   ends an attempt that will be retried
+  release_call   ends an attempt that will be retried, listing the retry in mfa:retries
+  promote_retry  a due retry -> its job, enqueued in the same transaction
   finish         calling -> succeeded | failed | expired
   next_step      calling -> awaiting_token (Belvo's 428; step + 1 when it answered a resume)
   recover_lapsed calling with a lapsed lease -> failed (upstream_outcome_unknown)
@@ -43,6 +45,10 @@ from app.models import MfaSession, SessionStatus, expects_user_input, new_record
 PREFIX = "mfa:"
 EXPIRY_ZSET = PREFIX + "expiry"
 LEASES_ZSET = PREFIX + "leases"
+RETRIES_ZSET = PREFIX + "retries"
+# The token outlives Belvo's expiry a little, so a call that starts at the last moment by the worker's
+# clock still finds it; it is deleted the moment its step ends in any case.
+TOKEN_GRACE_MS = 5000
 
 OUTCOME_EXPIRED = {"code": "session_expired", "message": "The MFA session expired before it could be resumed"}
 OUTCOME_CANCELLED = {"code": "cancelled", "message": "The session was cancelled"}
@@ -109,6 +115,7 @@ class SessionStore:
             EXPIRY_ZSET,
             LEASES_ZSET,
             creds_key(session_id),
+            RETRIES_ZSET,
         ]
         argv = [session_id, now_ms, self.retention_ms, PREFIX + "belvo:", *args]
         result = self._scripts[name](keys=keys, args=argv, client=client)
@@ -238,9 +245,10 @@ class SessionStore:
                     submitted = replace(session, status=SessionStatus.SUBMITTED, updated_at_ms=now_ms)
                     pipe.multi()
                     pipe.hset(hkey, mapping={"status": submitted.status.value, "updated_at": now_ms})
-                    pipe.hset(hkey, mapping={"attempts": 0, "in_flight": 0})
+                    pipe.hset(hkey, mapping={"attempts": 0, "in_flight": 0, "unanswered": 0})
                     if token is not None and session.expects_user_input:
-                        pipe.set(token_key(session_id), token, px=max(1, session.expires_at_ms - now_ms))
+                        ttl = max(1, session.expires_at_ms - now_ms) + TOKEN_GRACE_MS
+                        pipe.set(token_key(session_id), token, px=ttl)
                     enqueue(pipe, submitted)
                     pipe.execute()
                     return submitted
@@ -264,8 +272,8 @@ class SessionStore:
             "expire_due", session_id, now_ms, json.dumps(OUTCOME_EXPIRED), json.dumps(OUTCOME_UNAVAILABLE)
         )
 
-    def begin_call(self, session_id: str, step: int, now_ms: int, lease_ms: int) -> Claim:
-        """Take the lease for one upstream call of this step, or say why no call may be made."""
+    def begin_call(self, session_id: str, step: int, now_ms: int, lease_ms: int, attempt: int = 1) -> Claim:
+        """Take the lease for this attempt's upstream call, or say why no call may be made."""
         result = self._run(
             "begin_call",
             session_id,
@@ -275,6 +283,7 @@ class SessionStore:
             json.dumps(OUTCOME_UNKNOWN),
             json.dumps(OUTCOME_EXPIRED),
             json.dumps(OUTCOME_UNAVAILABLE),
+            attempt,
         )
         verdict = result[0].decode()
         if verdict != "go":
@@ -286,9 +295,34 @@ class SessionStore:
         """Push the lease of a call still in flight forward (XX: never revives a closed one)."""
         self.redis.zadd(LEASES_ZSET, {session_id: now_ms + lease_ms}, xx=True)
 
-    def release_call(self, session_id: str, step: int, now_ms: int, client: Any = None) -> Any:
-        """End an attempt that will be retried; with a pipeline client, joins its transaction."""
-        return self._run("release_call", session_id, now_ms, step, client=client)
+    def release_call(
+        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, unanswered: bool
+    ) -> bool:
+        """End an attempt that will be retried at `retry_at_ms`; `unanswered`: Belvo never answered it."""
+        return bool(
+            self._run("release_call", session_id, now_ms, step, retry_at_ms, "1" if unanswered else "0")
+        )
+
+    def promote_retry(
+        self, session_id: str, now_ms: int, enqueue: Callable[[Pipeline, MfaSession, int], None]
+    ) -> bool:
+        """Enqueue a due retry's job in the same MULTI that takes it off mfa:retries.
+
+        The job is added whatever the script decides; if another sweeper took the retry first, this
+        job is a duplicate of the same attempt, and begin_call answers it `stale`. Nothing is lost.
+        """
+        raw = self.redis.hgetall(session_key(session_id))
+        if not raw:
+            self.redis.zrem(RETRIES_ZSET, session_id)
+            return False
+        session = MfaSession.from_hash(_decode(raw))
+        attempt = session.attempts + 1
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            self._run("take_retry", session_id, now_ms, session.step, attempt, client=pipe)
+            enqueue(pipe, session, attempt)
+            taken = pipe.execute()[0]
+        return bool(taken)
 
     def finish(
         self, session_id: str, step: int, status: SessionStatus, outcome: dict[str, Any], now_ms: int

@@ -1,10 +1,11 @@
 -- The session state machine's atomic transitions, loaded by app/store.py.
 -- Each section below "-- @name" is one script; the prelude is prepended to each.
--- KEYS: 1 session hash, 2 MFA token, 3 expiry zset, 4 leases zset, 5 encrypted bank credentials.
+-- KEYS: 1 session hash, 2 MFA token, 3 expiry zset, 4 leases zset, 5 encrypted bank credentials,
+--       6 retries zset.
 -- A "calling" session (submitted, registering, retrieving) has an upstream call to make or in flight.
 -- ARGV: 1 id, 2 now (ms), 3 retention (ms), 4 Belvo-session key prefix, then the script's own.
 -- @prelude
-local H, T, EXP, LEASES, CREDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local H, T, EXP, LEASES, CREDS, RETRIES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, now, retention, belvo_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 
 local function get(field)
@@ -21,6 +22,7 @@ local function close(status, outcome)
   redis.call('DEL', T, CREDS)
   redis.call('ZREM', EXP, id)
   redis.call('ZREM', LEASES, id)
+  redis.call('ZREM', RETRIES, id)
   redis.call('PEXPIRE', H, retention)
   local belvo = get('belvo_session')
   if belvo and belvo ~= '' then
@@ -90,8 +92,9 @@ redis.call('ZREM', EXP, id)
 return status
 
 -- @begin_call
--- ARGV: 5 step, 6 lease deadline, 7 unknown outcome, 8 expired outcome, 9 unavailable outcome.
+-- ARGV: 5 step, 6 lease deadline, 7 unknown outcome, 8 expired outcome, 9 unavailable outcome, 10 attempt.
 -- Returns {verdict, token, attempt}; verdict is go | gone | stale | busy | unknown | expired | failed.
+-- Only the job for the next attempt gets `go`: a duplicate or late job of any attempt is stale.
 local status = get('status')
 if not status then
   return {'gone'}
@@ -108,6 +111,9 @@ if get('in_flight') == '1' then
   close('failed', ARGV[7])
   return {'unknown'}
 end
+if tonumber(get('attempts') or '0') ~= tonumber(ARGV[10]) - 1 or redis.call('ZSCORE', RETRIES, id) then
+  return {'stale'}
+end
 if now >= tonumber(get('expires_at')) then
   return {close_unanswered(ARGV[8], ARGV[9])}
 end
@@ -117,12 +123,31 @@ redis.call('ZADD', LEASES, ARGV[6], id)
 return {'go', redis.call('GET', T), attempt}
 
 -- @release_call
--- ARGV: 5 step. Ends an attempt that will be retried.
+-- ARGV: 5 step, 6 when the retry is due (ms), 7 1 if the attempt got no answer at all.
+-- Ends an attempt that will be retried; the sweeper enqueues the retry once it is due.
 if not calling(get('status')) or get('step') ~= ARGV[5] or get('in_flight') ~= '1' then
   return 0
 end
 redis.call('HSET', H, 'in_flight', '0')
+if ARGV[7] == '1' then
+  redis.call('HINCRBY', H, 'unanswered', 1)
+end
 redis.call('ZREM', LEASES, id)
+redis.call('ZADD', RETRIES, ARGV[6], id)
+return 1
+
+-- @take_retry
+-- ARGV: 5 step, 6 attempt the retry will be. Takes a due retry off the list; 1 if this caller took it.
+local due = redis.call('ZSCORE', RETRIES, id)
+if not due or tonumber(due) > now then
+  return 0
+end
+redis.call('ZREM', RETRIES, id)
+local status = get('status')
+if not status or not calling(status) or get('in_flight') == '1' or get('step') ~= ARGV[5]
+    or tonumber(get('attempts') or '0') ~= tonumber(ARGV[6]) - 1 then
+  return 0
+end
 return 1
 
 -- @finish
@@ -146,7 +171,7 @@ if status == 'submitted' then
 end
 redis.call('DEL', CREDS)
 redis.call('HSET', H, 'status', 'awaiting_token', 'step', step, 'belvo_session', ARGV[6], 'link', ARGV[11],
-  'challenge', ARGV[7], 'expects_input', ARGV[8], 'expires_at', ARGV[9], 'attempts', '0',
+  'challenge', ARGV[7], 'expects_input', ARGV[8], 'expires_at', ARGV[9], 'attempts', '0', 'unanswered', '0',
   'in_flight', '0', 'outcome', '', 'updated_at', now)
 redis.call('DEL', T)
 redis.call('ZREM', LEASES, id)

@@ -456,8 +456,9 @@ def test_no_secret_reaches_a_log_line_or_redis(api, sandbox, redis, web, worker)
         assert [c["fault"] is not None for c in sandbox.calls(method="PATCH")[-2:]] == [True, False]
 
     assert job_args and all(
-        len(args) == 2 and str(args[0]).startswith("mfa_") and isinstance(args[1], int) for args in job_args
-    ), job_args
+        len(args) == 3 and str(args[0]).startswith("mfa_") and all(isinstance(n, int) for n in args[1:])
+        for args in job_args
+    ), job_args  # (session id, step, attempt): ids only
     # Every job has returned (so has its logging), and the web has logged a request made after all others.
     wait_for(lambda: _rq_idle(redis), 30, "the resume queue to drain")
     marker = uuid.uuid4().hex

@@ -12,7 +12,17 @@ from redis.client import Pipeline
 
 from app.exceptions import DuplicateSession, SessionExpired, SessionNotAwaitingToken
 from app.models import MfaSession, SessionStatus
-from app.store import EXPIRY_ZSET, LEASES_ZSET, SessionStore, belvo_key, creds_key, session_key, token_key
+from app.store import (
+    EXPIRY_ZSET,
+    LEASES_ZSET,
+    RETRIES_ZSET,
+    TOKEN_GRACE_MS,
+    SessionStore,
+    belvo_key,
+    creds_key,
+    session_key,
+    token_key,
+)
 
 T0 = 1_700_000_000_000
 EXPIRY_MS = 600_000
@@ -181,7 +191,7 @@ def test_submit_token_stores_the_token_until_expiry(store, redis):
     assert result.status is SessionStatus.SUBMITTED
     assert store.get(session.id).status is SessionStatus.SUBMITTED
     assert redis.get(token_key(session.id)) == b"111111"
-    assert_pttl(redis, token_key(session.id), EXPIRES_AT - SUBMITTED_AT)
+    assert_pttl(redis, token_key(session.id), EXPIRES_AT - SUBMITTED_AT + TOKEN_GRACE_MS)
 
 
 def test_submit_token_commits_what_enqueue_adds_in_one_transaction(store, redis):
@@ -303,7 +313,7 @@ def test_expire_due_closes_a_submitted_session_between_calls(store, calls, statu
     session = submitted(store)
     for _ in range(calls):
         assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict == "go"
-        assert store.release_call(session.id, 1, CALLED_AT + 1) == 1
+        assert store.release_call(session.id, 1, CALLED_AT + 1, CALLED_AT + 2, unanswered=False)
     assert store.expire_due(session.id, EXPIRES_AT) == status.value
     assert_closed(store, session.id, status, code)
 
@@ -339,17 +349,39 @@ def test_begin_call_past_expiry_expires_the_session(store):
     assert_closed(store, session.id, SessionStatus.EXPIRED, "session_expired")
 
 
-def test_release_call_ends_the_attempt_and_allows_the_next(store, redis):
+def test_release_call_lists_the_retry_and_only_its_attempt_may_call(store, redis):
     session = in_call(store)
-    with redis.pipeline() as pipe:
-        store.release_call(session.id, 1, CALLED_AT + 1, client=pipe)
-        assert store.get(session.id).in_flight  # joined the transaction: nothing yet
-        assert pipe.execute() == [1]
-    assert not store.get(session.id).in_flight
+    retry_at = CALLED_AT + 1000
+    assert store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=True)
+    record = store.get(session.id)
+    assert not record.in_flight and record.unanswered == 1
     assert redis.zscore(LEASES_ZSET, session.id) is None
-    assert store.release_call(session.id, 1, CALLED_AT + 2) == 0
-    claim = store.begin_call(session.id, 1, CALLED_AT + 3, LEASE_MS)
+    assert redis.zscore(RETRIES_ZSET, session.id) == retry_at
+    assert not store.release_call(session.id, 1, CALLED_AT + 2, retry_at, unanswered=False)
+    # While the retry is listed no job may call, not even the one for the next attempt.
+    assert store.begin_call(session.id, 1, CALLED_AT + 3, LEASE_MS, attempt=2).verdict == "stale"
+
+
+def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, redis):
+    session = in_call(store)
+    retry_at = CALLED_AT + 1000
+    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=False)
+    enqueued: list[int] = []
+
+    def enqueue(pipe, s, attempt):
+        enqueued.append(attempt)
+        pipe.incr("mfa:test-enqueued")
+
+    assert not store.promote_retry(session.id, retry_at - 1, enqueue)  # not due: the job is a no-op
+    assert redis.zscore(RETRIES_ZSET, session.id) == retry_at
+    assert store.begin_call(session.id, 1, retry_at - 1, LEASE_MS, attempt=2).verdict == "stale"
+    assert store.promote_retry(session.id, retry_at, enqueue)
+    assert redis.zscore(RETRIES_ZSET, session.id) is None
+    assert enqueued == [2, 2] and redis.get("mfa:test-enqueued") == b"2"  # in the same MULTI, both times
+    assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=1).verdict == "stale"
+    claim = store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2)
     assert (claim.verdict, claim.token, claim.attempt) == ("go", "111111", 2)
+    assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2).verdict == "busy"
 
 
 def test_finish_closes_the_step_with_its_outcome(store, redis):

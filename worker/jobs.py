@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from rq import Queue, get_current_job
+from rq import get_current_job
 
 from app.config import Settings
 from app.credentials import CredentialsUnreadable, CredentialVault
-from app.dispatch import enqueue_step
 from app.models import MfaSession, SessionStatus
 from app.services import now_ms
-from app.store import SessionStore
+from app.store import OUTCOME_UNKNOWN, SessionStore
 from worker.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
 from worker.outcomes import Decision, Verdict, decide
 
@@ -37,7 +36,6 @@ class WorkerContext:
     redis: Redis
     store: SessionStore
     client: BelvoClient
-    queue: Queue
 
 
 _contexts: dict[int, WorkerContext] = {}
@@ -59,7 +57,6 @@ def context(redis: Redis) -> WorkerContext:
             redis,
             SessionStore(redis, settings.session_retention_seconds),
             client,
-            Queue(settings.resume_queue, connection=redis),
         )
         _contexts[id(redis)] = found
     return found
@@ -132,25 +129,25 @@ def _send_retrieve(ctx: WorkerContext, session: MfaSession, _token: str | None) 
     return ctx.client.retrieve(session.resource, request or {"link": session.link})
 
 
-def resume_session(session_id: str, step: int) -> str:
+def resume_session(session_id: str, step: int, attempt: int = 1) -> str:
     """Send the step's resume PATCH to Belvo and record what it answered."""
-    return _run_step(session_id, step, _send_resume)
+    return _run_step(session_id, step, attempt, _send_resume)
 
 
-def register_link(session_id: str, step: int) -> str:
+def register_link(session_id: str, step: int, attempt: int = 1) -> str:
     """Register the link at Belvo with the sealed credentials and record what it answered."""
-    return _run_step(session_id, step, _send_register)
+    return _run_step(session_id, step, attempt, _send_register)
 
 
-def retrieve_data(session_id: str, step: int) -> str:
+def retrieve_data(session_id: str, step: int, attempt: int = 1) -> str:
     """Ask Belvo for the link's data and record what it answered."""
-    return _run_step(session_id, step, _send_retrieve)
+    return _run_step(session_id, step, attempt, _send_retrieve)
 
 
-def _run_step(session_id: str, step: int, send: Send) -> str:
+def _run_step(session_id: str, step: int, attempt: int, send: Send) -> str:
     ctx = context(get_current_job().connection)
     lease_ms = int(ctx.settings.lease_seconds * 1000)
-    claim = ctx.store.begin_call(session_id, step, now_ms(), lease_ms)
+    claim = ctx.store.begin_call(session_id, step, now_ms(), lease_ms, attempt)
     if claim.verdict != "go":
         log.info("session %s step %s: no call (%s)", session_id, step, claim.verdict)
         return claim.verdict
@@ -178,7 +175,7 @@ def _run_step(session_id: str, step: int, send: Send) -> str:
 
 
 def record(ctx: WorkerContext, session: MfaSession, attempt: int, decision: Decision) -> str:
-    """Apply a decision to the session, atomically; a retry is scheduled in the same transaction."""
+    """Apply a decision to the session, atomically; a retry is listed for the sweeper to enqueue when due."""
     store, now = ctx.store, now_ms()
     status = decision.outcome.get("http_status")
     if decision.verdict is Verdict.NEXT_STEP:
@@ -200,19 +197,9 @@ def record(ctx: WorkerContext, session: MfaSession, attempt: int, decision: Deci
         delay = _backoff(ctx.settings, attempt, decision.retry_after)
         expires_at = session.expires_at_ms or now
         if attempt < ctx.settings.resume_max_attempts and now + delay * 1000 < expires_at:
-            with ctx.redis.pipeline(transaction=True) as pipe:
-                pipe.multi()  # explicit, so RQ's enqueue joins this transaction
-                store.release_call(session.id, session.step, now, client=pipe)
-                enqueue_step(
-                    ctx.queue,
-                    ctx.settings,
-                    pipe,
-                    session,
-                    now_ms=now,
-                    attempt=attempt + 1,
-                    delay_seconds=delay,
-                )
-                pipe.execute()
+            store.release_call(
+                session.id, session.step, now, now + int(delay * 1000), unanswered=status is None
+            )
             log.info(
                 "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
                 session.id,
@@ -231,6 +218,10 @@ def record(ctx: WorkerContext, session: MfaSession, attempt: int, decision: Deci
     else:
         final = SessionStatus.SUCCEEDED if decision.verdict is Verdict.SUCCEEDED else SessionStatus.FAILED
         outcome = decision.outcome
+        if outcome.get("code") == "session_expired" and session.unanswered:
+            # An earlier attempt got no answer; Belvo may have acted on it and spent the session, so
+            # its `session_expired` now does not mean the user was too late.
+            outcome = {**outcome, **OUTCOME_UNKNOWN}
     done = store.finish(session.id, session.step, final, outcome, now)
     log.info(
         "session %s step %s: %s (http %s, code %s)",
@@ -250,7 +241,7 @@ def _backoff(settings: Settings, attempt: int, retry_after: float | None) -> flo
 
 def on_job_failure(job: Any, connection: Redis, *exc_info: Any) -> None:
     """RQ's failure callback: a job that raised (a bug, a timeout) still ends its step with a record."""
-    session_id, step = job.args
+    session_id, step = job.args[:2]
     ctx = context(connection)
     closed = ctx.store.abort(session_id, step, now_ms())
     log.error(

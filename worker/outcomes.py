@@ -97,9 +97,7 @@ def decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
         )
     if 400 <= status < 500:
         if not answer.is_json:
-            return Decision(
-                Verdict.FAILED, _outcome(answer, "upstream_rejected", "Belvo rejected the call")
-            )
+            return Decision(Verdict.FAILED, _outcome(answer, "upstream_rejected", "Belvo rejected the call"))
         return Decision(Verdict.FAILED, _outcome(answer, None, None) | _fallback_code(answer))
     return Decision(
         Verdict.FAILED, _outcome(answer, "upstream_invalid_response", f"Unexpected HTTP {status}")

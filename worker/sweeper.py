@@ -1,59 +1,67 @@
-"""Closes what time has ended, without scanning keys: expired sessions and calls whose worker died.
+"""Acts on what time has made due, without scanning keys: expiries, dead workers' calls, and retries.
 
-Reads two sorted sets (mfa:expiry, mfa:leases) by score up to now; each close is an atomic
-transition, so several sweepers (one per worker process) can run at once without harm.
+Reads three sorted sets by score up to now (mfa:expiry, mfa:leases, mfa:retries); each action is an
+atomic transition, so the sweepers of several worker processes can run at once without harm. Retries
+live here rather than in RQ's scheduler: that scheduler runs as one lock-holding process per queue,
+and a SIGKILLed holder or a Redis outage stalls every delayed job until RQ's maintenance notices.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
+from app.models import MfaSession
 from app.services import now_ms
-from app.store import EXPIRY_ZSET, LEASES_ZSET, SessionStore
+from app.store import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, SessionStore
 
 log = logging.getLogger(__name__)
 BATCH = 500
 
+Enqueue = Callable[[Pipeline, MfaSession, int], None]
 
-def sweep_once(store: SessionStore, now: int) -> tuple[int, int]:
-    """One pass: returns (sessions closed by expiry, calls recovered from dead workers)."""
-    expired = recovered = 0
+
+def sweep_once(store: SessionStore, enqueue: Enqueue, now: int) -> tuple[int, int, int]:
+    """One pass: returns (sessions closed by expiry, calls recovered from dead workers, retries enqueued)."""
+    expired = recovered = retried = 0
     while True:
         due = store.due(EXPIRY_ZSET, now, BATCH)
-        for session_id in due:
-            status = store.expire_due(session_id, now)
-            expired += status in ("expired", "failed")
+        closed = sum(store.expire_due(session_id, now) in ("expired", "failed") for session_id in due)
+        expired += closed
         # Sessions still open past their time (a call in flight) stay listed: don't spin on them.
-        if len(due) < BATCH or not expired:
+        if len(due) < BATCH or not closed:
             break
     for session_id in store.due(LEASES_ZSET, now, BATCH):
         if store.recover_lapsed(session_id, now):
             recovered += 1
             log.warning("session %s: worker died mid-call; closed as upstream_outcome_unknown", session_id)
-    return expired, recovered
+    for session_id in store.due(RETRIES_ZSET, now, BATCH):
+        retried += store.promote_retry(session_id, now, enqueue)
+    return expired, recovered, retried
 
 
 class Sweeper(threading.Thread):
     """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages."""
 
-    def __init__(self, store: SessionStore, interval: float) -> None:
+    def __init__(self, store: SessionStore, enqueue: Enqueue, interval: float) -> None:
         super().__init__(name="mfa-sweeper", daemon=True)
-        self.store, self.interval = store, interval
+        self.store, self.enqueue, self.interval = store, enqueue, interval
         self.stopping = threading.Event()
 
     def run(self) -> None:
         wait = self.interval
         while not self.stopping.wait(wait):
             try:
-                expired, _ = sweep_once(self.store, now_ms())
+                expired, _, _ = sweep_once(self.store, self.enqueue, now_ms())
                 if expired:
                     log.info("sweeper: %d session(s) expired", expired)
                 wait = self.interval
             except RedisError as exc:
-                wait = min(max(wait * 2, 1.0), 10.0)
+                wait = min(max(wait * 2, 0.5), 2.0)
                 log.warning("sweeper: Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, wait)
 
     def stop(self) -> None:

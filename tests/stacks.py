@@ -1,0 +1,196 @@
+"""Own stacks for fault tests: a redis-server, the sandbox, gunicorn and RQ workers with chosen settings.
+
+Tests that kill, stop or reconfigure processes run on a stack of their own, so the session-wide
+stack of tests/conftest.py never suffers from them. `own_stack` starts everything and stops
+whatever is still running when the block ends, failed starts included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from app.store import session_key
+from devstack.processes import Proc, start_redis, start_sandbox, start_web, start_worker, wait_for
+from tests.support import API_KEY, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api, Sandbox, first
+
+# Short timings, so faults end quickly; no rate limits, so bursts measure the state machine only.
+BASE_ENV = {
+    "API_KEYS": API_KEY,
+    "BELVO_SECRET_ID": BELVO_SECRET_ID,
+    "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
+    "UPSTREAM_TIMEOUT_SECONDS": "2",
+    "RESUME_MAX_ATTEMPTS": "3",
+    "RESUME_BACKOFF_SECONDS": "0.1",
+    "LEASE_SECONDS": "2",
+    "SWEEP_INTERVAL_SECONDS": "0.1",
+    "SESSION_RETENTION_SECONDS": "3600",
+    "RATE_LIMIT_PER_MINUTE": "0",
+    "SESSION_RATE_LIMIT_PER_MINUTE": "0",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children first found through /proc, then theirs)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                for child in children.read_text().split():
+                    found.append(int(child))
+                    todo.append(int(child))
+    return found
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` no longer runs (exited, or a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+class Stack:
+    """The processes of one stack and clients for each; built by `own_stack`."""
+
+    def __init__(self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack) -> None:
+        self.root, self.logs, self._exits = root, root / "logs", exits
+        self._procs: list[Proc] = []
+        self.redis_proc = self._owned(start_redis(root / "redis", self.logs, appendonly=True))
+        self.sandbox_proc = self._owned(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
+        self.env = {
+            **BASE_ENV,
+            "REDIS_URL": self.redis_proc.url,
+            "BELVO_BASE_URL": self.sandbox_proc.url,
+            **env,
+        }
+        self.redis = Redis.from_url(self.redis_proc.url, socket_connect_timeout=1, socket_timeout=5)
+        exits.callback(self.redis.close)
+        self.sandbox = Sandbox(self.sandbox_proc.url)
+        self.workers: list[Proc] = []
+        self.web: Proc | None = None
+        self.api: Api | None = None
+
+    def _owned(self, proc: Proc) -> Proc:
+        self._exits.callback(proc.stop)
+        self._procs.append(proc)
+        return proc
+
+    def signal_stop(self) -> None:
+        """SIGTERM to every process but Redis at once, so their shutdowns overlap (stop() then waits)."""
+        for proc in self._procs:
+            if proc is not self.redis_proc and proc.alive:
+                proc.signal(signal.SIGTERM)
+
+    def start_web(self, workers: int = 1) -> Api:
+        self.web = self._owned(start_web(self.env, self.logs, workers=workers))
+        self.api = Api(self.web.url)
+        return self.api
+
+    def start_worker(self) -> Proc:
+        proc = self._owned(start_worker(self.env, self.logs, name=f"worker{len(self.workers) + 1}"))
+        self.workers.append(proc)
+        return proc
+
+    def kill_machine(self, proc: Proc) -> list[int]:
+        """SIGKILL a worker and every process it forked (scheduler, work horse) at once, as a host dies.
+
+        The work horse has its own process group (RQ calls setpgrp), so killing the group is not enough.
+        """
+        pids = [proc.popen.pid, *descendants(proc.popen.pid)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.popen.wait(5)
+        wait_for(lambda: all(process_gone(pid) for pid in pids), 5, f"{proc.name} and its forks to die")
+        return pids
+
+    def await_idle_workers(self, count: int) -> None:
+        """Wait until `count` RQ workers are blocked in their dequeue call, waiting for jobs."""
+
+        def blocked() -> bool:
+            dequeues = [c for c in self.redis.client_list() if c["cmd"] in ("blmove", "blpop")]
+            return sum("b" in c["flags"] for c in dequeues) >= count
+
+        wait_for(blocked, 10, f"{count} worker(s) blocked in a dequeue")
+
+    def kill_redis(self) -> None:
+        """SIGKILL redis-server: a crash; the AOF (fsync on every write) is all that survives."""
+        self.redis_proc.signal(signal.SIGKILL)
+        self.redis_proc.popen.wait(5)
+
+    def restart_redis(self) -> None:
+        """A new redis-server on the same port and data directory, so clients reconnect by themselves."""
+        port = self.redis_proc.port
+        self.redis_proc = self._owned(start_redis(self.root / "redis", self.logs, port=port, appendonly=True))
+
+    def submitted(self, token: str = "111111", **pause: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A fresh Belvo pause, stored through the API and answered with `token` (202 asserted)."""
+        assert self.api is not None
+        body = self.sandbox.pause(**pause)
+        session = self.api.created(body)
+        r = self.api.submit(session["id"], token, credential=session["client_secret"])
+        assert r.status_code == 202, r.text
+        return session, first(body)
+
+    def record(self, session_id: str) -> dict[str, str]:
+        """The session's Redis hash, read directly (a GET on the API would expire it on read)."""
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(session_key(session_id)).items()}
+
+    def outcome(self, session_id: str) -> tuple[str, str | None]:
+        """The stored status and outcome code."""
+        record = self.record(session_id)
+        return record["status"], json.loads(record["outcome"] or "{}").get("code")
+
+    def redis_outage(self, seconds: float, unless: Callable[[], bool] = lambda: False) -> None:
+        """Crash Redis for `seconds` (the stimulus; cut short once `unless()` holds), then restart it."""
+        down_at = time.time()
+        self.kill_redis()
+        wait_for(lambda: unless() or time.time() >= down_at + seconds, seconds + 1, "the outage to end")
+        self.restart_redis()
+
+    def status(self, session_id: str) -> str | None:
+        """The stored status, None once the record is gone."""
+        raw = self.redis.hget(session_key(session_id), "status")
+        return raw.decode() if raw else None
+
+
+@contextlib.contextmanager
+def own_stack(root: Path, env: Mapping[str, str] | None = None, web_workers: int = 1) -> Iterator[Stack]:
+    """Redis (AOF on), the sandbox and gunicorn; workers are started by the test with start_worker."""
+    with contextlib.ExitStack() as exits:
+        stack = Stack(root, env or {}, exits)
+        stack.start_web(web_workers)
+        try:
+            yield stack
+        finally:
+            stack.signal_stop()
+
+
+def patches(sandbox: Sandbox, belvo_session: str) -> list[dict[str, Any]]:
+    """The resume PATCHes the sandbox received for one Belvo session, in arrival order."""
+    return sandbox.calls(method="PATCH", session=belvo_session)
+
+
+def wait_status(stack: Stack, session_id: str, statuses: set[str], timeout: float) -> float:
+    """Poll the stored status (not the API) until it is one of `statuses`; returns time.time() then."""
+    wait_for(lambda: stack.status(session_id) in statuses, timeout, f"{session_id} to be {statuses}")
+    return time.time()
+
+
+def epoch(rfc3339: str) -> float:
+    """An API timestamp (RFC 3339, UTC) as Unix seconds, comparable with the sandbox's call `at`."""
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
