@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from tests.support import FINAL
+from app import create_app
+from tests.support import API_KEY, FINAL
 
 
 def _register(api, **body):
@@ -166,3 +167,12 @@ def _registered_link(api, mfa: bool = False) -> str:
     done = api.wait(s["id"])
     assert done["status"] == "succeeded"
     return done["outcome"]["result"]["id"]
+
+
+def test_links_are_refused_while_no_credentials_key_is_configured(redis_server):
+    app = create_app(
+        {"REDIS_URL": redis_server.url, "API_KEYS": API_KEY, "CREDENTIALS_KEY": "", "LINKS_ENABLED": "auto"}
+    )
+    body = {"institution": "heimdall_mx_retail", "username": "user_valid", "password": "pass_valid"}
+    r = app.test_client().post("/v1/links", json=body, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 404 and r.json["code"] == "links_disabled"
