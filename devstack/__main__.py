@@ -12,39 +12,47 @@ import signal
 import sys
 import time
 
+from cryptography.fernet import Fernet
+
 from devstack.processes import ROOT, Proc, start_redis, start_sandbox, start_web, start_worker
 
 VAR = ROOT / "var"
 
 
 def walkthrough(url: str, api_key: str, sandbox_url: str | None) -> str:
-    """The copy-paste tour printed at start-up."""
+    """The copy-paste tour printed at start-up: register a link that pauses for MFA, then finish it."""
     auth = f'-H "Authorization: Bearer {api_key}"'
-    pause = (
-        f"# 1. Get a 428 as Belvo sends it (here from the sandbox's control API):\n"
-        f'PAUSE=$(curl -s -X POST {sandbox_url}/_sandbox/sessions -d \'{{"token_type":"numeric"}}\')\n'
+    field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])'"
+    creds = "mfa_numeric / numeric_code" if sandbox_url else "the end user's bank credentials"
+    alt = (
+        f"""
+# Already holding a 428 your backend got from Belvo? Hand it over instead of step 1:
+PAUSE=$(curl -s -X POST {sandbox_url}/_sandbox/sessions -d '{{"token_type":"numeric"}}')
+curl -s {auth} {url}/v1/sessions -d "{{\\"token_required\\": $PAUSE}}"
+"""
         if sandbox_url
-        else "# 1. Put the body of a real Belvo 428 in $PAUSE\n"
+        else ""
     )
     return f"""
 MFA session service on {url}   (API key: {api_key})
 OpenAPI document: {url}/openapi.json
 
-{pause}
-# 2. Hand it to the service (backend, API key); keep the client secret for the frontend:
-S=$(curl -s {auth} {url}/v1/sessions -d "{{\\"token_required\\": $PAUSE}}")
-ID=$(echo "$S" | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
-CS=$(echo "$S" | python3 -c 'import sys,json; print(json.load(sys.stdin)["client_secret"])')
+# 1. The backend asks the service to register a link ({creds}: the bank wants a token):
+S=$(curl -s {auth} {url}/v1/links \\
+     -d '{{"institution": "heimdall_mx_retail", "username": "mfa_numeric", "password": "numeric_code"}}')
+ID=$(echo "$S" | {field} id); CS=$(echo "$S" | {field} client_secret)
 
-# 3. The frontend reads the challenge and submits the token (111111 completes, 999999 asks again):
+# 2. The frontend, holding only the client secret, reads the challenge (status awaiting_token):
 curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
+
+# 3. ... and submits the user's token (111111 completes, 999999 asks for another step):
 curl -s -H "Authorization: Bearer $CS" -H 'Content-Type: application/json' \\
      -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
      {url}/v1/sessions/$ID/token -d '{{"token": "111111"}}'
 
-# 4. Read the outcome:
+# 4. Read the outcome: status succeeded, the link in outcome.result:
 curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
-
+{alt}
 Logs: {VAR / "logs"}/*.log        Ctrl-C stops everything.
 """
 
@@ -56,6 +64,8 @@ def main() -> int:
     env = dict(os.environ)
     api_key = env.get("API_KEYS", "").split(",")[0].strip() or "dev_" + secrets.token_urlsafe(24)
     env.setdefault("API_KEYS", api_key)
+    # A key for this run only: bank credentials registered in development die with it.
+    env.setdefault("CREDENTIALS_KEY", Fernet.generate_key().decode())
     try:
         if not env.get("REDIS_URL"):
             redis = start_redis(
