@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+from redis import Redis
 
 FINAL = {"succeeded", "failed", "expired", "cancelled"}
 API_KEY = "test-api-key-0123456789abcdef"
@@ -101,3 +103,42 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"session stayed {body['status']} (step {body['step']}): {body}")
             time.sleep(0.02)
+
+
+def redis_values(client: Redis) -> list[bytes]:
+    """Every key name and value of every type; zlib-compressed values (RQ's job data) are inflated too."""
+    found: list[bytes] = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == b"string":
+            values = [client.get(key)]
+        elif kind == b"hash":
+            values = [item for pair in client.hgetall(key).items() for item in pair]
+        elif kind == b"list":
+            values = client.lrange(key, 0, -1)
+        elif kind == b"set":
+            values = list(client.smembers(key))
+        elif kind == b"zset":
+            values = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"stream":
+            values = [item for _, fields in client.xrange(key) for pair in fields.items() for item in pair]
+        elif kind == b"none":  # expired since the scan saw it
+            continue
+        else:
+            raise AssertionError(f"{key!r} has a type this test does not read: {kind!r}")
+        found += [key, *inflated(values)]
+    return found
+
+
+def inflated(values: list[bytes | None]) -> list[bytes]:
+    """The values, and beside each zlib-compressed one (RQ's job data, exc_info) its inflated bytes."""
+    out = []
+    for value in values:
+        if value is None:
+            continue
+        out.append(value)
+        try:
+            out.append(zlib.decompress(value))
+        except zlib.error:
+            pass
+    return out

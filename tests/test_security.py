@@ -1,7 +1,7 @@
-"""Security properties over real HTTP: secrets, API-key rotation, CORS, security headers, body limits,
-error answers, and that no secret reaches a log line or Redis.
+"""Security properties over real HTTP: client secrets, API-key rotation, CORS, security headers, body
+limits and error answers (secrets hygiene is tests/test_secrets.py).
 
-The shared stack (tests/conftest.py) serves the secret tests; CORS, 429 and 503 need settings of their
+The shared stack (tests/conftest.py) serves the client-secret tests; CORS, 429 and 503 need settings of their
 own, so this module also starts a gunicorn with CORS origins and a tight per-session limit, and one
 whose Redis is down.
 """
@@ -12,22 +12,16 @@ import hashlib
 import json
 import re
 import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from redis import Redis
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from app.config import ConfigError, Settings
 from app.cors import origin_patterns
-from devstack.processes import Proc, free_port, start_redis, start_web, wait_for
-from tests.support import API_KEY, BELVO_SECRET_PASSWORD, CREDENTIALS_KEY, SECOND_API_KEY, Api
+from devstack.processes import Proc, free_port, start_redis, start_web
+from tests.support import API_KEY, SECOND_API_KEY, Api, redis_values
 
 ORIGIN = "https://app.example.com"
 LOCAL_ORIGIN = "http://localhost:3000"
@@ -135,7 +129,7 @@ def test_client_secrets_are_random_and_long(api, sandbox):
 
 def test_client_secrets_are_stored_only_as_their_hash(api, sandbox, redis):
     sessions = [api.created(sandbox.pause()) for _ in range(2)]
-    dump = b"\n".join(_redis_values(redis))
+    dump = b"\n".join(redis_values(redis))
     for s in sessions:
         assert s["client_secret"].encode() not in dump
         assert hashlib.sha256(s["client_secret"].encode()).hexdigest().encode() in dump
@@ -328,150 +322,3 @@ def test_bodies_over_64_kib_are_refused_with_413(api, sandbox, route):
 
 
 # --- secrets hygiene -------------------------------------------------------------------------------
-
-
-def _redis_values(client: Redis) -> list[bytes]:
-    """Every key name and value of every type; zlib-compressed values (RQ's job data) are inflated too."""
-    found: list[bytes] = []
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        if kind == b"string":
-            values = [client.get(key)]
-        elif kind == b"hash":
-            values = [item for pair in client.hgetall(key).items() for item in pair]
-        elif kind == b"list":
-            values = client.lrange(key, 0, -1)
-        elif kind == b"set":
-            values = list(client.smembers(key))
-        elif kind == b"zset":
-            values = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-        elif kind == b"stream":
-            values = [item for _, fields in client.xrange(key) for pair in fields.items() for item in pair]
-        elif kind == b"none":  # expired since the scan saw it
-            continue
-        else:
-            raise AssertionError(f"{key!r} has a type this test does not read: {kind!r}")
-        found += [key, *_inflated(values)]
-    return found
-
-
-def _inflated(values: list[bytes | None]) -> list[bytes]:
-    """The values, and beside each zlib-compressed one (RQ's job data, exc_info) its inflated bytes."""
-    out = []
-    for value in values:
-        if value is None:
-            continue
-        out.append(value)
-        try:
-            out.append(zlib.decompress(value))
-        except zlib.error:
-            pass
-    return out
-
-
-def _rq_jobs(client: Redis) -> list[Job]:
-    """The RQ jobs in Redis now, their data unpickled by RQ itself."""
-    jobs = []
-    for key in client.scan_iter("rq:job:*"):
-        job_id = key.decode().removeprefix("rq:job:")
-        if ":" in job_id:  # rq:job:{id}:dependents and the like
-            continue
-        try:
-            jobs.append(Job.fetch(job_id, connection=client))
-        except NoSuchJobError:  # finished and deleted since the scan
-            continue
-    return jobs
-
-
-def _rq_idle(client: Redis) -> bool:
-    queue = Queue(Settings().resume_queue, connection=client)
-    return (
-        queue.count == 0
-        and StartedJobRegistry(queue=queue).count == 0
-        and ScheduledJobRegistry(queue=queue).count == 0
-    )
-
-
-def test_no_secret_reaches_a_log_line_or_redis(api, sandbox, redis, web, worker):
-    """Drive every flow with distinctive secrets, then search the web and worker logs and all of Redis."""
-    bank_password = "numeric_code"  # the sandbox's MFA credentials: the password is fixed
-    secrets: set[str] = {API_KEY, SECOND_API_KEY, BELVO_SECRET_PASSWORD, CREDENTIALS_KEY, bank_password}
-    tokens = {"111111", "999999", "738291"}  # the sandbox decides by these; 738291 is rejected
-    job_args: list[tuple] = []
-
-    def start(**pause: object) -> dict:
-        s = api.created(sandbox.pause(**pause))
-        secrets.add(s["client_secret"])
-        assert api.get(s["id"], credential=s["client_secret"]).status_code == 200
-        return s
-
-    def submit(s: dict, token: str | None, **kw: object) -> None:
-        r = api.submit(s["id"], token, credential=s["client_secret"], **kw)
-        assert r.status_code == 202, r.text
-        # The job is enqueued with the status change, so it is in Redis now (unless already done):
-        # its arguments are ids, and its pickled data holds no token.
-        for job in _rq_jobs(redis):
-            job_args.append(job.args)
-            data = b"".join(_inflated(redis.hvals(job.key)))
-            assert not any(t.encode() in data for t in tokens), job.id
-
-    s = start()  # success, with an Idempotency-Key and its replay
-    key = {"Idempotency-Key": str(uuid.uuid4())}
-    submit(s, "111111", headers=key)
-    assert api.submit(s["id"], "111111", credential=s["client_secret"], headers=key).status_code == 202
-    assert api.wait(s["id"])["status"] == "succeeded"
-
-    s = start()  # chained MFA: another token for step 2
-    submit(s, "999999")
-    api.wait(s["id"], {"awaiting_token"}, step=2)
-    submit(s, "111111")
-    assert api.wait(s["id"])["status"] == "succeeded"
-
-    s = start()  # a token Belvo rejects
-    submit(s, "738291")
-    assert api.wait(s["id"])["outcome"]["code"] == "invalid_token"
-
-    s = start()
-    assert api.cancel(s["id"], credential=s["client_secret"]).status_code == 200
-
-    s = start(token_type="device")  # confirmed elsewhere: no token
-    submit(s, None)
-    assert api.wait(s["id"])["status"] == "succeeded"
-
-    # A link registered by the service: the bank password travels sealed, then the MFA step as above.
-    link = {"institution": "heimdall_mx_retail", "username": "mfa_numeric", "password": bank_password}
-    r = api.request("POST", "/v1/links", json=link)
-    assert r.status_code == 202, r.text
-    s = r.json()
-    secrets.add(s["client_secret"])
-    api.wait(s["id"], {"awaiting_token"})
-    submit(s, "111111")
-    assert api.wait(s["id"])["status"] == "succeeded"
-
-    for fault in ({"mode": "status", "status": 500}, {"mode": "hang", "delay_seconds": 3}):
-        sandbox.fault(**fault)  # a 500, then a timeout: each retried once
-        s = start()
-        submit(s, "111111")
-        assert api.wait(s["id"])["status"] == "succeeded"
-        assert [c["fault"] is not None for c in sandbox.calls(method="PATCH")[-2:]] == [True, False]
-
-    assert job_args and all(
-        len(args) == 3 and str(args[0]).startswith("mfa_") and all(isinstance(n, int) for n in args[1:])
-        for args in job_args
-    ), job_args  # (session id, step, attempt): ids only
-    # Every job has returned (so has its logging), and the web has logged a request made after all others.
-    wait_for(lambda: _rq_idle(redis), 30, "the resume queue to drain")
-    marker = uuid.uuid4().hex
-    api.request("GET", "/healthz", credential=None, headers={"X-Request-ID": marker})
-    wait_for(lambda: marker in web.log_text(), 10, "the web access log to catch up")
-
-    lines = web.log_text().splitlines() + worker.log_text().splitlines()
-    dump = _redis_values(redis)
-    token_pattern = re.compile(
-        rb"(?<![0-9A-Za-z])(?:" + b"|".join(t.encode() for t in tokens) + rb")(?![0-9A-Za-z])"
-    )
-    for secret in secrets:
-        assert not [line for line in lines if secret in line], f"a secret is logged: {secret[:6]}..."
-        assert not [v for v in dump if secret.encode() in v], f"a secret is in Redis: {secret[:6]}..."
-    assert not [line for line in lines if token_pattern.search(line.encode())], "an MFA token is logged"
-    assert not [v for v in dump if token_pattern.search(v)], "an MFA token is in Redis"
