@@ -11,19 +11,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
-RESUME_RESOURCES = (
-    "links",
-    "accounts",
-    "transactions",
-    "balances",
-    "owners",
-    "invoices",
-    "incomes",
-    "recurring-expenses",
-    "risk-insights",
-)
-Resource = Literal[
-    "links",
+# Belvo's resources with a data call and a resume PATCH; `links` has the register call instead.
+DataResource = Literal[
     "accounts",
     "transactions",
     "balances",
@@ -33,6 +22,7 @@ Resource = Literal[
     "recurring-expenses",
     "risk-insights",
 ]
+Resource = Literal["links"] | DataResource
 # Belvo's example is 9600 s; a week bounds how long we hold anything for a session that never ends.
 MAX_EXPIRY_SECONDS = 7 * 24 * 3600
 

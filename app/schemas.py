@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.models import Outcome, Resource, SessionStatus, TokenRequired
+from app.models import DataResource, Outcome, Resource, SessionStatus, TokenRequired
 
 
 def _first_of_list(value: Any) -> Any:
@@ -108,18 +108,6 @@ class Problem(BaseModel):
     request_id: str | None = None
 
 
-DATA_RESOURCES = Literal[
-    "accounts",
-    "transactions",
-    "balances",
-    "owners",
-    "invoices",
-    "incomes",
-    "recurring-expenses",
-    "risk-insights",
-]
-
-
 def _iso_date_text(value: Any) -> Any:
     # Pydantic's lax date would take a Unix timestamp; Belvo's dates are YYYY-MM-DD strings only.
     if not isinstance(value, (str, date)):
@@ -166,7 +154,7 @@ class RetrievalBody(BaseModel):
     """`POST /v1/retrievals`: a data resource, the link, and the resource's own fields (sent as given)."""
 
     model_config = ConfigDict(extra="allow")
-    resource: DATA_RESOURCES
+    resource: DataResource
     link: UUID
     date_from: IsoDate | None = None
     date_to: IsoDate | None = Field(None, description="Not before date_from")
