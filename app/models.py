@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
@@ -22,7 +22,7 @@ DataResource = Literal[
     "recurring-expenses",
     "risk-insights",
 ]
-Resource = Literal["links"] | DataResource
+Resource = Literal[("links", *get_args(DataResource))]  # one flat enum, so errors name just `resource`
 # Belvo's example is 9600 s; a week bounds how long we hold anything for a session that never ends.
 MAX_EXPIRY_SECONDS = 7 * 24 * 3600
 
