@@ -1,8 +1,13 @@
-"""The session state machine in app/store.py against a real Redis; time is driven through `now_ms`."""
+"""The session state machine in app/store.py against a real Redis; time is driven through `now_ms`.
+
+The sessions here live in 2023 (T0), so they use database 1 of the test Redis: the running worker's
+sweeper, on database 0 with the real clock, would otherwise expire them mid-test.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +28,7 @@ from app.store import (
     session_key,
     token_key,
 )
+from devstack.processes import Proc
 
 T0 = 1_700_000_000_000
 EXPIRY_MS = 600_000
@@ -38,6 +44,16 @@ QR_CHALLENGE = {"type": "qr_code", "value": "qr-data", "expects_user_input": Tru
 REQUEST = {"institution": "heimdall_mx_retail", "access_mode": "single"}
 SEALED = b"gAAAAA-sealed-bank-credentials"
 MARKER = "mfa:test-marker"
+
+
+@pytest.fixture
+def redis(redis_server: Proc) -> Iterator[Redis]:
+    """Database 1 of the test Redis, emptied: out of reach of the worker's real-time sweeper."""
+    client = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/1")
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture
