@@ -30,9 +30,10 @@ fmt: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## bench: the benchmark suite (bench/results.json, bench/RESULTS.md, bench/latency.png).
+## bench: the benchmark suite (bench/results.json, bench/RESULTS.md, bench/latency.png); BENCH_ARGS=--quick for a short run.
 bench: install
-	$(PY) -m bench
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""`python -m bench [--quick] [--only PHASES]`: every figure beside its baseline, in one run.
+
+Writes bench/results.json, bench/RESULTS.md and bench/latency.png (with --only: under bench/out/partial/).
+Scratch files (logs, wrk summaries, profiles) go to bench/out/. Every process started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import figures as fig
+from bench.dispatch import measure_dispatch
+from bench.http import measure_http
+from bench.load import BenchSetupError, ensure_wrk
+from bench.machine import machine_info
+from bench.memory import measure_memory
+from bench.profile import PY_SPY
+from bench.report import Run, write_all
+from bench.stack import WEB_THREADS, WEB_WORKERS, running, service_env
+from bench.throughput import measure_throughput
+
+HERE = Path(__file__).resolve().parent
+PHASES = ("http", "dispatch", "throughput", "memory")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how many: the full run stays under ~10 minutes on 2 cores."""
+
+    seconds: float = 10
+    conns: int = 32
+    rounds: int = 2
+    dispatch_samples: int = 200
+    what_if_samples: int = 100
+    workers: tuple[int, ...] = (1, 4, 16)
+    what_if_workers: tuple[int, ...] = (1, 4, 16)
+    memory_counts: tuple[int, ...] = (10_000, 100_000)
+
+
+QUICK = Plan(
+    seconds=3,
+    rounds=1,
+    dispatch_samples=30,
+    what_if_samples=15,
+    workers=(1, 4),
+    what_if_workers=(4,),
+    memory_counts=(1_000, 10_000),
+)
+
+
+def _phase(name: str, started: float) -> None:
+    print(f"\n== {name} (t+{time.monotonic() - started:.0f}s)", flush=True)
+
+
+def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
+    """Measure the chosen phases; processes live only inside this call."""
+    started = time.monotonic()
+    scratch = HERE / "out" / time.strftime("run-%Y%m%d-%H%M%S")
+    result = Run(machine={}, params={}, figures=[])
+    with running(scratch) as stack:
+        redis, sandbox = stack.redis(aof=True), stack.sandbox()
+        result.machine = machine_info(redis.url, mode)
+        if "http" in phases:
+            _phase("HTTP throughput at saturation, service vs bare Flask", started)
+            result.pairs = measure_http(
+                stack,
+                redis,
+                sandbox.url,
+                seconds=plan.seconds,
+                conns=plan.conns,
+                rounds=plan.rounds,
+            )
+            result.figures += fig.http_figures(result.pairs)
+        if "dispatch" in phases:
+            _phase("dispatch latency, idle", started)
+            for variant, samples in (
+                ("as-is", plan.dispatch_samples),
+                ("preload", plan.what_if_samples),
+                ("simple", plan.what_if_samples),
+            ):
+                d = measure_dispatch(stack, redis, sandbox, samples=samples, variant=variant)
+                result.dispatch[variant] = d
+                print(f"  {variant}: p50 {fig.percentile(d.service_ms, 50):.1f} ms")
+            result.figures += fig.dispatch_figures(result.dispatch)
+        if "throughput" in phases:
+            _phase("resume throughput, sandbox at 200 ms", started)
+            web = stack.gunicorn("app:create_app()", service_env(redis.url, sandbox.url), "web-throughput")
+            runs = [("as-is", n) for n in plan.workers]
+            runs += [(v, n) for v in ("preload", "simple") for n in plan.what_if_workers]
+            for variant, n in runs:
+                # One profile of the as-is worker is the evidence; N=4 keeps py-spy's share of CPU small.
+                spy = scratch / "profiles" / "worker-as-is" if (variant, n) == ("as-is", 4) else None
+                t = measure_throughput(stack, redis, sandbox, web, workers=n, variant=variant, profile_to=spy)
+                result.throughput.append(t)
+                result.worker_profile = t.profile or result.worker_profile
+                print(
+                    f"  {variant} N={n}: {t.per_second:.1f}/s of ideal {t.ideal:.0f}/s, "
+                    f"{t.worker_cpu_ms_per_job:.0f} ms worker CPU per job"
+                )
+            stack.stop(web)
+            result.figures += fig.throughput_figures(result.throughput)
+            as_is = [t for t in result.throughput if t.variant == "as-is"]
+            result.figures += fig.worker_memory_figures(as_is[0], as_is[-1])
+        if "memory" in phases:
+            _phase("Redis memory per waiting session", started)
+            result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]
+            result.figures += fig.memory_figures(result.memory)
+    result.params = {
+        "web": f"{WEB_WORKERS} workers x {WEB_THREADS} gthread threads",
+        "conns": plan.conns,
+        "seconds": plan.seconds,
+        "rounds": plan.rounds,
+        "dispatch_samples": plan.dispatch_samples,
+    }
+    _phase(f"report ({scratch} holds logs, wrk output and profiles)", started)
+    write_all(result, out_dir)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, check wrk, run, report."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs for development (about 2 minutes)")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(PHASES)}")
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, even through a pipe
+    phases = tuple(args.only.split(",")) if args.only else PHASES
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    try:
+        ensure_wrk()
+        if not PY_SPY.exists() or importlib.util.find_spec("matplotlib") is None:
+            raise BenchSetupError("py-spy or matplotlib is missing: pip install -r requirements-bench.txt")
+    except BenchSetupError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    out_dir = HERE / "out" / "partial" if args.only else HERE
+    run(QUICK if args.quick else Plan(), phases, out_dir, "quick" if args.quick else "full")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Measured results turned into the figures of bench/results.json: value, baseline, ratio, target, met."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.dispatch import DispatchResult
+from bench.http import TARGETS, Pair
+from bench.memory import MemoryResult
+from bench.throughput import ThroughputResult
+
+MAX_SESSION_BYTES = 2048
+DISPATCH_MAX_RATIO = 2.0
+THROUGHPUT_MIN_RATIO = 0.8
+ROUTES = {
+    "get": "GET /v1/sessions/{id}",
+    "token": "POST /v1/sessions/{id}/token",
+    "create": "POST /v1/sessions",
+}
+APP_PRELOAD_NOTE = "what-if: gunicorn --preload"
+VARIANT_NOTE = {  # bench/rq_worker.py's what-ifs; RESULTS.md says what each changes
+    "preload": "what-if: worker.jobs preloaded",
+    "simple": "what-if: rq.SimpleWorker",
+}
+
+
+@dataclass
+class Figure:
+    """One row of the results: `met` is None where the figure is only reported."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    ratio: float | None
+    target: str
+    met: bool | None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile of `values`."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def _r(value: float, digits: int = 2) -> float:
+    return round(value, digits)
+
+
+def http_figures(pairs: list[Pair]) -> list[Figure]:
+    """Throughput (with its target) and p99 (reported) of each route beside its bare-Flask baseline."""
+    out = []
+    for pair in pairs:
+        route, target = ROUTES[pair.figure], f">= {TARGETS[pair.figure]}x baseline"
+        base_rps, base_p99 = _r(pair.rps("baseline"), 0), pair.p99("baseline")
+        out.append(
+            Figure(
+                f"{route} requests/s at saturation",
+                _r(pair.rps("service"), 0),
+                "req/s",
+                base_rps,
+                _r(pair.ratio()),
+                target,
+                pair.met,
+            )
+        )
+        p99 = pair.p99("service")
+        out.append(
+            Figure(
+                f"{route} p99 at saturation",
+                _r(p99, 1),
+                "ms",
+                _r(base_p99, 1),
+                _r(p99 / base_p99),
+                "report",
+                None,
+            )
+        )
+        cpu, base_cpu = pair.cpu_ms("service"), pair.cpu_ms("baseline")
+        out.append(
+            Figure(
+                f"{route} server CPU per request",
+                _r(cpu, 3),
+                "ms",
+                _r(base_cpu, 3),
+                _r(cpu / base_cpu),
+                "report",
+                None,
+            )
+        )
+        ratio = pair.ratio("preload_app")
+        out.append(
+            Figure(
+                f"{route} requests/s at saturation ({APP_PRELOAD_NOTE})",
+                _r(pair.rps("preload_app"), 0),
+                "req/s",
+                base_rps,
+                _r(ratio),
+                target,
+                ratio >= TARGETS[pair.figure],
+            )
+        )
+    return out
+
+
+def dispatch_figures(results: dict[str, DispatchResult]) -> list[Figure]:
+    """p50 (target: within 2x of RQ's own) and p99 of token-accepted-to-PATCH, per worker variant."""
+    out = []
+    for variant, d in results.items():
+        suffix = "" if variant == "as-is" else f" ({VARIANT_NOTE[variant]})"
+        p50, base50 = percentile(d.service_ms, 50), percentile(d.baseline_ms, 50)
+        p99, base99 = percentile(d.service_ms, 99), percentile(d.baseline_ms, 99)
+        out.append(
+            Figure(
+                f"dispatch latency p50, token accepted to PATCH received, idle system{suffix}",
+                _r(p50, 1),
+                "ms",
+                _r(base50, 1),
+                _r(p50 / base50),
+                f"<= {DISPATCH_MAX_RATIO:g}x baseline",
+                p50 / base50 <= DISPATCH_MAX_RATIO,
+            )
+        )
+        out.append(
+            Figure(
+                f"dispatch latency p99, idle system{suffix}",
+                _r(p99, 1),
+                "ms",
+                _r(base99, 1),
+                _r(p99 / base99),
+                "report",
+                None,
+            )
+        )
+    return out
+
+
+def throughput_figures(results: list[ThroughputResult]) -> list[Figure]:
+    """Sessions resumed per second with N workers against a 200 ms sandbox, beside the ideal N / 0.2 s."""
+    out = []
+    for r in results:
+        suffix = "" if r.variant == "as-is" else f" ({VARIANT_NOTE[r.variant]})"
+        ratio = r.per_second / r.ideal
+        out.append(
+            Figure(
+                f"resume throughput, N={r.workers} workers, sandbox 200 ms{suffix}",
+                _r(r.per_second),
+                "sessions/s",
+                _r(r.ideal),
+                _r(ratio),
+                f">= {THROUGHPUT_MIN_RATIO}x ideal",
+                ratio >= THROUGHPUT_MIN_RATIO and r.succeeded == r.sessions,
+            )
+        )
+    return out
+
+
+def memory_figures(results: list[MemoryResult]) -> list[Figure]:
+    """Redis bytes per waiting session: absolute, at most 2 KiB."""
+    out = []
+    for m in results:
+        suffix = "" if m.variant == "redis-memory" else " (what-if: hash-max-listpack-value 256)"
+        for count, per in m.per_session_bytes.items():
+            out.append(
+                Figure(
+                    f"Redis memory per waiting session at {count:,} sessions{suffix}",
+                    _r(per, 0),
+                    "B",
+                    None,
+                    None,
+                    f"<= {MAX_SESSION_BYTES} B",
+                    per <= MAX_SESSION_BYTES,
+                )
+            )
+    return out
+
+
+def worker_memory_figures(one: ThroughputResult, many: ThroughputResult) -> list[Figure]:
+    """RSS and PSS of `python -m worker`: one idle, one after its jobs, and N of them after theirs."""
+    idle, after = one.memory_idle_kib[0], one.memory_after_kib[0]
+    total_pss = sum(m["pss"] for m in many.memory_after_kib) / 1024
+    # A worker running RQ's scheduler forks it as a child, and only one worker holds its lock.
+    solo = [m for m in many.memory_after_kib if m["processes"] == 1] or many.memory_after_kib
+
+    def fig(name: str, kib: float) -> Figure:
+        return Figure(name, _r(kib / 1024, 1), "MiB", None, None, "report", None)
+
+    return [
+        fig(
+            f"worker memory, idle: python -m worker and children ({idle['processes']} processes), RSS",
+            idle["rss"],
+        ),
+        fig("worker memory, idle: python -m worker and children, PSS (forked pages shared)", idle["pss"]),
+        fig(f"worker memory after {one.sessions} jobs: python -m worker and children, RSS", after["rss"]),
+        fig(f"worker memory after jobs, one of N={many.workers} (one process), RSS", solo[0]["rss"]),
+        fig(f"worker memory after jobs, all N={many.workers} workers, total PSS", total_pss * 1024),
+    ]

@@ -1,0 +1,153 @@
+"""The processes a benchmark runs against, started through devstack and always stopped again."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from redis import Redis
+
+from devstack.processes import PYTHON, ROOT, Proc, free_port, spawn, start_redis, start_sandbox, wait_for
+
+API_KEY = "bench-api-key-0123456789abcdef"
+BELVO_SECRET_ID = "sandbox-secret-id"
+BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-bench"
+# gunicorn.conf.py's defaults, "what the benchmarks measured best on a 2-core host".
+WEB_WORKERS, WEB_THREADS = 2, 4
+GRACE_SECONDS = 15.0  # devstack's own stop timeout: RQ's warm shutdown lets the job in hand finish
+# How a worker process is started: the service's own entry, or bench/rq_worker.py's what-ifs.
+WORKER_VARIANTS: dict[str, tuple[str, ...]] = {
+    "as-is": ("worker",),
+    "preload": ("bench.rq_worker", "--preload"),
+    "simple": ("bench.rq_worker", "--worker-class", "simple"),
+}
+
+
+class Stack:
+    """Every process started for a run; `stop()` ends them all, newest first."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.logs = root / "logs"
+        self.procs: list[Proc] = []
+
+    def track(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, *procs: Proc) -> None:
+        """Stop the given processes (all when none is given): clients first, then Redis and the sandbox."""
+        chosen = list(procs) or list(self.procs)
+        servers = [p for p in chosen if p.name.startswith(("redis", "sandbox"))]
+        for group in ([p for p in chosen if p not in servers], servers):
+            _stop_together(group)
+        for proc in chosen:
+            if proc in self.procs:
+                self.procs.remove(proc)
+
+    def redis(self, name: str = "redis", aof: bool = False) -> Proc:
+        """A redis-server of its own; with `aof`, AOF fsync'd every second, as the README's deploy runs it."""
+        proc = self.track(start_redis(self.root / name, self.logs, name=name))
+        if aof:
+            with Redis.from_url(proc.url) as client:
+                client.config_set("appendfsync", "everysec")
+                client.config_set("appendonly", "yes")
+        return proc
+
+    def sandbox(self) -> Proc:
+        return self.track(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
+
+    def gunicorn(self, app_spec: str, env: Mapping[str, str], name: str, *flags: str) -> Proc:
+        """gunicorn with the repository's gunicorn.conf.py serving `app_spec`, as the Procfile runs it.
+
+        `flags` (command-line settings, which override the file's) are for what-ifs only.
+        """
+        port = free_port()
+        env = {
+            "WEB_CONCURRENCY": str(WEB_WORKERS),
+            "WEB_THREADS": str(WEB_THREADS),
+            **env,
+            "PORT": str(port),
+            "WEB_BIND_HOST": "127.0.0.1",
+        }
+        argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), *flags, app_spec]
+        proc = self.track(spawn(name, argv, self.logs, env))
+        proc.port, proc.url = port, f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            if not proc.alive:
+                raise RuntimeError(f"{name} exited:\n{proc.log_text()[-3000:]}")
+            return requests.get(proc.url + "/healthz", timeout=1).ok
+
+        wait_for(healthy, 60, f"{name} /healthz")
+        return proc
+
+    def workers(self, count: int, env: Mapping[str, str], variant: str = "as-is") -> list[Proc]:
+        """`count` RQ worker processes of a WORKER_VARIANTS entry, started together, awaited until idle."""
+        module, *args = WORKER_VARIANTS[variant]
+        procs = []
+        for i in range(count):
+            name = f"worker-{variant}-{i}-{time.monotonic_ns()}"
+            proc = self.track(spawn(name, [PYTHON, "-m", module, "--name", name, *args], self.logs, env))
+            proc.extra["worker_name"] = name
+            procs.append(proc)
+        client = Redis.from_url(env["REDIS_URL"])
+        try:
+            for proc in procs:
+                key = f"rq:worker:{proc.extra['worker_name']}"
+
+                def idle(proc: Proc = proc, key: str = key) -> bool:
+                    if not proc.alive:
+                        raise RuntimeError(f"{proc.name} exited:\n{proc.log_text()[-3000:]}")
+                    return b"idle" in (client.hget(key, "state") or b"")
+
+                wait_for(idle, 60 + 5 * count, f"RQ worker {proc.name} to be idle")
+        finally:
+            client.close()
+        return procs
+
+
+def _stop_together(procs: list[Proc]) -> None:
+    """SIGTERM to all at once, one shared grace period, then SIGKILL: 16 workers stop in 15 s, not 4 min."""
+    for proc in procs:
+        proc.signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for proc in procs:
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(
+                f"bench: {proc.name} ignored SIGTERM for {GRACE_SECONDS:.0f}s; killed (see {proc.log_path})"
+            )
+            proc.signal(signal.SIGKILL)
+            proc.popen.wait(5)
+
+
+def service_env(redis_url: str, sandbox_url: str) -> dict[str, str]:
+    """The service's environment: production defaults, minus what would throttle or flood a benchmark."""
+    return {
+        "REDIS_URL": redis_url,
+        "API_KEYS": API_KEY,
+        "BELVO_BASE_URL": sandbox_url,
+        "BELVO_SECRET_ID": BELVO_SECRET_ID,
+        "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "SESSION_RATE_LIMIT_PER_MINUTE": "0",
+        "WEB_ACCESS_LOG": "0",
+        "LOG_LEVEL": "INFO",  # the production default: the worker logs every job
+    }
+
+
+@contextmanager
+def running(root: Path) -> Iterator[Stack]:
+    """A Stack whose processes are stopped however the block ends."""
+    stack = Stack(root)
+    try:
+        yield stack
+    finally:
+        stack.stop()
