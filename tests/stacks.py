@@ -106,9 +106,10 @@ class Stack:
         return proc
 
     def kill_machine(self, proc: Proc) -> list[int]:
-        """SIGKILL a worker and every process it forked (scheduler, work horse) at once, as a host dies.
+        """SIGKILL a worker and every process below it at once, as a host dies.
 
-        The work horse has its own process group (RQ calls setpgrp), so killing the group is not enough.
+        Processes are found through /proc, not by process group: a child that called setpgrp (as a
+        forking RQ worker's work horse does) would escape a group kill.
         """
         pids = [proc.popen.pid, *descendants(proc.popen.pid)]
         for pid in pids:

@@ -1,7 +1,7 @@
 """Fault tolerance on stacks of our own: what survives crashes, stops, outages and a misbehaving Belvo.
 
 Proven here:
-- a worker host killed mid-PATCH (parent and work horse SIGKILLed) leaves no session stuck in
+- a worker host killed mid-PATCH (the worker and anything it forked SIGKILLed) leaves no session stuck in
   `submitted`: once any worker runs, its sweeper records `failed`/`upstream_outcome_unknown` within
   the lease, and the PATCH is never repeated; nothing it held delays the other workers' retries;
 - SIGTERM to the worker is a warm shutdown: the job in hand is recorded, then the worker exits 0;
@@ -30,7 +30,7 @@ import requests
 
 from app.store import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, belvo_key, session_key, token_key
 from devstack.processes import wait_for
-from tests.stacks import Stack, descendants, epoch, own_stack, patches, process_gone, wait_status
+from tests.stacks import Stack, descendants, epoch, own_stack, patches, wait_status
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, FINAL, Sandbox, first
 
 pytestmark = pytest.mark.slow
@@ -76,9 +76,8 @@ def test_worker_host_killed_mid_call_is_recovered_by_another_worker(crash_stack)
     st.sandbox.fault("hang", delay_seconds=60)
     s, tr = st.submitted()
     _patch_in_flight(st, tr["session"])
-    killed = st.kill_machine(doomed)
+    st.kill_machine(doomed)
     killed_at = time.time()
-    assert len(killed) >= 2, "parent and work horse"
     st.start_worker()
     recovered_at = wait_status(st, s["id"], FINAL, LEASE + 5)
     print(f"SIGKILL -> recorded outcome: {recovered_at - killed_at:.2f}s")
@@ -123,12 +122,11 @@ def test_sigterm_is_a_warm_shutdown(crash_stack):
     st.sandbox.fault("delay", delay_seconds=2)
     s, tr = st.submitted()
     call = _patch_in_flight(st, tr["session"])
-    forks = descendants(worker.popen.pid)  # the work horse
+    assert descendants(worker.popen.pid) == [], "the job runs in the worker process itself"
     os.kill(worker.popen.pid, signal.SIGTERM)  # the parent only, as `docker stop` signals PID 1
     assert worker.popen.wait(20) == 0
     assert st.status(s["id"]) == "succeeded", "recorded before the worker exited"
     assert time.time() >= call["at"] + 2
-    assert len(forks) == 1 and all(process_gone(pid) for pid in forks), "no orphaned fork"
     assert len(patches(st.sandbox, tr["session"])) == 1
 
 

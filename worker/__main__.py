@@ -2,6 +2,12 @@
 
     python -m worker [--name NAME] [--burst]
 
+Jobs run in this process, one at a time (RQ's SimpleWorker), not in a forked work horse: a job is one
+HTTP call and two Redis scripts, so a fork and a fresh import per job would cost several times the job
+itself (bench/RESULTS.md), and the Belvo connection is kept alive between jobs. A crash is covered
+without the fork's isolation: a job that raises or times out (SIGALRM) is closed by its failure
+callback, and a process that dies mid-call leaves a lapsing lease that any worker's sweeper closes.
+
 SIGTERM or SIGINT asks for a warm shutdown: the job in hand finishes first. If RQ's loop gives up
 because Redis failed under it, the process waits for Redis and starts a fresh RQ worker instead of
 exiting, so an outage never leaves the service without workers.
@@ -18,20 +24,21 @@ from collections.abc import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker
 
 from app.config import ConfigError, Settings
 from app.dispatch import enqueue_step
 from app.logs import configure_logging
 from app.services import now_ms
 from app.store import SessionStore
+from worker import jobs
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
 
 
-class ResumeWorker(Worker):
-    """RQ's forking worker, reconnecting to Redis at least every 2 s (RQ backs off to 60 s).
+class ResumeWorker(SimpleWorker):
+    """RQ's in-process worker, reconnecting to Redis at least every 2 s (RQ backs off to 60 s).
 
     Sessions wait on the far side of an outage with their Belvo clock running: a minute of extra
     backoff could let them expire. A PING every 2 s costs Redis nothing.
@@ -52,7 +59,7 @@ def _wait_for_redis(redis: Redis, stop_requested: Callable[[], bool]) -> None:
             wait = min(wait * 2, 2.0)  # a PING every 2 s is cheap; recovery should be quick
 
 
-def _stop_requested(worker: Worker) -> bool:
+def _stop_requested(worker: ResumeWorker) -> bool:
     # RQ notes a SIGTERM/SIGINT (warm shutdown) in these private fields; an idle worker only in the date.
     return bool(worker._stop_requested or worker._shutdown_requested_date)
 
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     redis = Redis.from_url(settings.redis_url, health_check_interval=30, socket_connect_timeout=2)
     queue = Queue(settings.resume_queue, connection=redis)
-    # The sweeper gets its own client: the work horse is forked, and must never share a socket with it.
+    jobs.context(redis)  # the jobs' settings, store and Belvo client, built once for every job
+    # The sweeper thread gets a client of its own, so its blocking calls never queue behind a job's.
     sweeper_redis = Redis.from_url(
         settings.redis_url, health_check_interval=30, socket_connect_timeout=2, socket_timeout=5
     )
