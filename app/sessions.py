@@ -90,6 +90,7 @@ def submit_token(session_id: str) -> Response:
             body.token,
             now,
             lambda pipe, s: enqueue_step(svc.queue, svc.settings, pipe, s, now_ms=now),
+            seen=session,
         )
         resp = jsonify(submitted.public(now))
         resp.status_code = 202

@@ -219,21 +219,22 @@ class SessionStore:
         token: str | None,
         now_ms: int,
         enqueue: Callable[[Pipeline, MfaSession], None],
+        seen: MfaSession | None = None,
     ) -> MfaSession:
         """awaiting_token -> submitted, storing the token and enqueuing the resume job in one transaction.
 
         Of any number of concurrent calls for one step exactly one commits: the others see the
-        WATCHed hash change, re-read it and get SessionNotAwaitingToken.
+        WATCHed hash change, re-read it and get SessionNotAwaitingToken. `seen` is the session as the
+        caller has just read it: if, under WATCH, its status and step are still those, it is current
+        (a step's fields never change while it awaits its token) and is not read again.
         """
         hkey = session_key(session_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(hkey)
-                    raw = pipe.hgetall(hkey)
-                    if not raw:
-                        raise SessionNotFound(session_id)
-                    session = MfaSession.from_hash(_decode(raw))
+                    session = self._watched(pipe, hkey, session_id, seen)
+                    seen = None  # after a WatchError, read the whole record again
                     if session.status is SessionStatus.AWAITING_TOKEN and session.is_past_expiry(now_ms):
                         pipe.unwatch()
                         self.expire_due(session_id, now_ms)
@@ -244,8 +245,16 @@ class SessionStore:
                         raise SessionNotAwaitingToken(session.status)
                     submitted = replace(session, status=SessionStatus.SUBMITTED, updated_at_ms=now_ms)
                     pipe.multi()
-                    pipe.hset(hkey, mapping={"status": submitted.status.value, "updated_at": now_ms})
-                    pipe.hset(hkey, mapping={"attempts": 0, "in_flight": 0, "unanswered": 0})
+                    pipe.hset(
+                        hkey,
+                        mapping={
+                            "status": submitted.status.value,
+                            "updated_at": now_ms,
+                            "attempts": 0,
+                            "in_flight": 0,
+                            "unanswered": 0,
+                        },
+                    )
                     if token is not None and session.expects_user_input:
                         ttl = max(1, session.expires_at_ms - now_ms) + TOKEN_GRACE_MS
                         pipe.set(token_key(session_id), token, px=ttl)
@@ -254,6 +263,18 @@ class SessionStore:
                     return submitted
                 except WatchError:
                     continue
+
+    @staticmethod
+    def _watched(pipe: Pipeline, hkey: str, session_id: str, seen: MfaSession | None) -> MfaSession:
+        """The session under WATCH: `seen` if its status and step still hold, else read afresh."""
+        if seen is not None:
+            status, step = pipe.hmget(hkey, "status", "step")
+            if status is not None and (status.decode(), int(step or b"1")) == (seen.status.value, seen.step):
+                return seen
+        raw = pipe.hgetall(hkey)
+        if not raw:
+            raise SessionNotFound(session_id)
+        return MfaSession.from_hash(_decode(raw))
 
     def cancel(self, session_id: str, now_ms: int) -> MfaSession:
         """awaiting_token -> cancelled; SessionNotAwaitingToken from anywhere else."""

@@ -442,3 +442,12 @@ def test_abort_fails_the_step(store, mid_call, code):
     assert store.abort(session.id, 1, CALLED_AT + 1)
     assert_closed(store, session.id, SessionStatus.FAILED, code)
     assert not store.abort(session.id, 1, CALLED_AT + 2)
+
+
+def test_a_stale_read_passed_to_submit_is_checked_under_watch(store, redis):
+    session = create(store)
+    seen = store.get(session.id)  # what a request read before another request's submit committed
+    store.submit_token(session.id, "111111", SUBMITTED_AT, no_enqueue, seen=seen)
+    with pytest.raises(SessionNotAwaitingToken):
+        store.submit_token(session.id, "999999", SUBMITTED_AT + 1, no_enqueue, seen=seen)
+    assert redis.get(token_key(session.id)) == b"111111"
