@@ -14,6 +14,10 @@ graceful_timeout = 20
 keepalive = 5
 max_requests = 10000
 max_requests_jitter = 1000
+# Import the app once in the master: a worker recycled by max_requests starts at once instead of
+# importing Flask, pydantic and the app again while serving. Nothing connects at import (the Redis
+# pool opens sockets on first use, per process), so forking after it is safe.
+preload_app = True
 # Access log lines carry method, path, status and timing; no headers, so no credentials.
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "1") == "1" else None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'

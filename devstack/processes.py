@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -192,7 +193,18 @@ def start_web(
         return requests.get(proc.url + "/healthz", timeout=1).ok
 
     wait_for(healthy, 30, f"{name} /healthz")
+    # gunicorn forks its workers a moment apart: one may answer /healthz before the last exists.
+    wait_for(lambda: len(_children(proc.popen.pid)) >= workers, 10, f"{name}'s {workers} workers")
     return proc
+
+
+def _children(pid: int) -> list[str]:
+    """The pids of a process's direct children (Linux /proc)."""
+    found: list[str] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += children.read_text().split()
+    return found
 
 
 def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") -> Proc:
