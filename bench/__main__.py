@@ -37,9 +37,7 @@ class Plan:
     conns: int = 32
     rounds: int = 2
     dispatch_samples: int = 200
-    what_if_samples: int = 100
     workers: tuple[int, ...] = (1, 4, 16)
-    what_if_workers: tuple[int, ...] = (1, 4, 16)
     memory_counts: tuple[int, ...] = (10_000, 100_000)
 
 
@@ -47,9 +45,7 @@ QUICK = Plan(
     seconds=3,
     rounds=1,
     dispatch_samples=30,
-    what_if_samples=15,
     workers=(1, 4),
-    what_if_workers=(4,),
     memory_counts=(1_000, 10_000),
 )
 
@@ -79,28 +75,21 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             result.figures += fig.http_figures(result.pairs)
         if "dispatch" in phases:
             _phase("dispatch latency, idle", started)
-            for variant, samples in (
-                ("as-is", plan.dispatch_samples),
-                ("preload", plan.what_if_samples),
-                ("simple", plan.what_if_samples),
-            ):
-                d = measure_dispatch(stack, redis, sandbox, samples=samples, variant=variant)
-                result.dispatch[variant] = d
-                print(f"  {variant}: p50 {fig.percentile(d.service_ms, 50):.1f} ms")
+            d = measure_dispatch(stack, redis, sandbox, samples=plan.dispatch_samples)
+            result.dispatch["as-is"] = d
+            print(f"  p50 {fig.percentile(d.service_ms, 50):.1f} ms")
             result.figures += fig.dispatch_figures(result.dispatch)
         if "throughput" in phases:
             _phase("resume throughput, sandbox at 200 ms", started)
             web = stack.gunicorn("app:create_app()", service_env(redis.url, sandbox.url), "web-throughput")
-            runs = [("as-is", n) for n in plan.workers]
-            runs += [(v, n) for v in ("preload", "simple") for n in plan.what_if_workers]
-            for variant, n in runs:
-                # One profile of the as-is worker is the evidence; N=4 keeps py-spy's share of CPU small.
-                spy = scratch / "profiles" / "worker-as-is" if (variant, n) == ("as-is", 4) else None
-                t = measure_throughput(stack, redis, sandbox, web, workers=n, variant=variant, profile_to=spy)
+            for n in plan.workers:
+                # One profile of the worker is the evidence; N=4 keeps py-spy's share of CPU small.
+                spy = scratch / "profiles" / "worker" if n == 4 else None
+                t = measure_throughput(stack, redis, sandbox, web, workers=n, profile_to=spy)
                 result.throughput.append(t)
                 result.worker_profile = t.profile or result.worker_profile
                 print(
-                    f"  {variant} N={n}: {t.per_second:.1f}/s of ideal {t.ideal:.0f}/s, "
+                    f"  N={n}: {t.per_second:.1f}/s of ideal {t.ideal:.0f}/s, "
                     f"{t.worker_cpu_ms_per_job:.0f} ms worker CPU per job"
                 )
             stack.stop(web)

@@ -12,11 +12,10 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bench.dispatch import DispatchResult
-from bench.figures import APP_PRELOAD_NOTE, ROUTES, VARIANT_NOTE
+from bench.figures import ROUTES
 from bench.http import Pair
 
 SERVICE, BASELINE = "tab:blue", "tab:gray"
-WHAT_IF = {"preload": "tab:green", "simple": "tab:orange"}
 
 
 def _cdf(values: list[float]) -> tuple[list[float], list[float]]:
@@ -30,7 +29,6 @@ def write_chart(pairs: list[Pair], dispatch: dict[str, DispatchResult], path: Pa
     for ax, pair in zip(axes.flat, pairs, strict=False):
         for side, color, label in (
             ("service", SERVICE, "service"),
-            ("preload_app", WHAT_IF["preload"], f"service, {APP_PRELOAD_NOTE}"),
             ("baseline", BASELINE, "bare Flask baseline"),
         ):
             result = pair.steadiest(side)
@@ -39,10 +37,9 @@ def write_chart(pairs: list[Pair], dispatch: dict[str, DispatchResult], path: Pa
             ax.plot([ms for _, ms in ps], [p for p, _ in ps], color=color, label=label)
         ax.set_title(f"{ROUTES[pair.figure]} at saturation (wrk, steadiest round)")
     ax = axes.flat[3]
-    for variant, d in dispatch.items():
+    for d in dispatch.values():
         xs, ys = _cdf(d.service_ms)
-        label = "service" if variant == "as-is" else f"service, {VARIANT_NOTE[variant]}"
-        ax.plot(xs, ys, color=WHAT_IF.get(variant, SERVICE), label=label)
+        ax.plot(xs, ys, color=SERVICE, label="service")
     if "as-is" in dispatch:
         xs, ys = _cdf(dispatch["as-is"].baseline_ms)
         ax.plot(xs, ys, color=BASELINE, label="RQ no-op job, enqueue to start")

@@ -18,11 +18,6 @@ ROUTES = {
     "token": "POST /v1/sessions/{id}/token",
     "create": "POST /v1/sessions",
 }
-APP_PRELOAD_NOTE = "what-if: gunicorn --preload"
-VARIANT_NOTE = {  # bench/rq_worker.py's what-ifs; RESULTS.md says what each changes
-    "preload": "what-if: worker.jobs preloaded",
-    "simple": "what-if: rq.SimpleWorker",
-}
 
 
 @dataclass
@@ -93,26 +88,14 @@ def http_figures(pairs: list[Pair]) -> list[Figure]:
                 None,
             )
         )
-        ratio = pair.ratio("preload_app")
-        out.append(
-            Figure(
-                f"{route} requests/s at saturation ({APP_PRELOAD_NOTE})",
-                _r(pair.rps("preload_app"), 0),
-                "req/s",
-                base_rps,
-                _r(ratio),
-                target,
-                ratio >= TARGETS[pair.figure],
-            )
-        )
     return out
 
 
 def dispatch_figures(results: dict[str, DispatchResult]) -> list[Figure]:
-    """p50 (target: within 2x of RQ's own) and p99 of token-accepted-to-PATCH, per worker variant."""
+    """p50 (target: within 2x of RQ's own) and p99 of token-accepted-to-PATCH."""
     out = []
-    for variant, d in results.items():
-        suffix = "" if variant == "as-is" else f" ({VARIANT_NOTE[variant]})"
+    for d in results.values():
+        suffix = ""
         p50, base50 = percentile(d.service_ms, 50), percentile(d.baseline_ms, 50)
         p99, base99 = percentile(d.service_ms, 99), percentile(d.baseline_ms, 99)
         out.append(
@@ -144,7 +127,7 @@ def throughput_figures(results: list[ThroughputResult]) -> list[Figure]:
     """Sessions resumed per second with N workers against a 200 ms sandbox, beside the ideal N / 0.2 s."""
     out = []
     for r in results:
-        suffix = "" if r.variant == "as-is" else f" ({VARIANT_NOTE[r.variant]})"
+        suffix = ""
         ratio = r.per_second / r.ideal
         out.append(
             Figure(

@@ -1,8 +1,7 @@
 """HTTP throughput at saturation: each service route and its bare-Flask baseline, alternated in one run.
 
 No RQ worker runs during this phase, so POST /token's resume jobs (and the baseline's no-op jobs)
-just accumulate in their queues: the figure is the web tier's alone. A third side, the service under
-`gunicorn --preload`, is the what-if for workers that gunicorn recycles (max_requests) mid-run.
+just accumulate in their queues: the figure is the web tier's alone.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ READ_IDS = 1000
 # The most token POSTs per second we expect from one host; sessions for each run are pre-made for it.
 MAX_TOKEN_RPS = 2500
 TARGETS = {"get": 0.9, "token": 0.7, "create": 0.8}  # service req/s over baseline req/s, at least
-SIDES = ("service", "baseline", "preload_app")
+SIDES = ("service", "baseline")
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,6 @@ class HttpBench:
         self.procs = {
             "service": stack.gunicorn("app:create_app()", env, "web"),
             "baseline": stack.gunicorn("bench.baseline_app:create_app()", env, "baseline"),
-            "preload_app": stack.gunicorn("app:create_app()", env, "web-preload", "--preload"),
         }
         self.read_ids = write_ids(seed_sessions(self.redis, READ_IDS), self.out / "read-ids.txt")
         for name, proc in self.procs.items():  # first requests pay for lazy imports and connections
@@ -123,7 +121,7 @@ class HttpBench:
     def run(self, figure: str, side: str, label: str) -> LoadResult:
         """One bounded wrk run; any error answer or socket error fails the benchmark."""
         route, proc = ROUTES[figure], self.procs[side]
-        service = side != "baseline"
+        service = side == "service"
         ids_file, once = (self.read_ids, False) if route.ids == "read" else (None, False)
         fresh: list[str] = []
         if route.ids == "fresh" and service:
@@ -161,7 +159,7 @@ def measure_http(
             pair = Pair(figure, {side: [] for side in SIDES})
             for i in range(rounds):
                 # Rotate which side goes first, so a drift in machine load hits all sides alike.
-                for side in SIDES[i % 3 :] + SIDES[: i % 3]:
+                for side in SIDES[i % 2 :] + SIDES[: i % 2]:
                     result = bench.run(figure, side, str(i))
                     pair.runs[side].append(result)
                     print(

@@ -5,7 +5,8 @@ from __future__ import annotations
 HOW = """\
 - **Configuration.** As the README recommends: `WEB_CONCURRENCY=2`, `WEB_THREADS=4` (gthread, the
   defaults of `gunicorn.conf.py`), Redis with AOF, and the worker as the Procfile runs it
-  (`python -m worker`: at the time of writing a forking `rq.Worker` subclass and the sweeper).
+  (`python -m worker`: an `rq.SimpleWorker` subclass, jobs run in the worker process, plus the
+  sweeper thread); gunicorn with `preload_app = True`; redis-py with `hiredis` (requirements.txt).
 - **HTTP (the three requests/s figures and their p99).** The service (`app:create_app()`) and a bare
   Flask baseline (`bench/baseline_app.py`) run side by side under gunicorn with the repository's
   `gunicorn.conf.py` and its defaults ({web}), on one shared redis-server (AOF, fsync every second,
@@ -26,28 +27,45 @@ HOW = """\
   alternating with the baseline, 20 ms apart. Service: sandbox session, `POST /v1/sessions`,
   `POST .../token`; the clock runs from the 202 received to the sandbox's `at` for the PATCH (one
   machine clock). Baseline: `bench.noop.noop` enqueued on a queue of its own served by a second
-  `python -m worker` (same `rq.Worker` class, a forked work horse per job); the clock runs from
+  `python -m worker` (the same worker class); the clock runs from
   `enqueue()` returning to the time the job records on its first line.
 - **Resume throughput.** Sandbox `latency_ms=200`; N `python -m worker` processes; 20 x N sessions
   made through the sandbox and the API first; tokens POSTed by 8 concurrent clients; the clock runs
-  from the first POST to the latest final `updated_at`. Worker CPU per job is the worker trees' CPU
-  (work horses included: a reaped child's CPU moves to its parent's `cutime`) over the jobs.
+  from the first POST to the latest final `updated_at`. Worker CPU per job is the worker processes'
+  CPU (children included, through `cutime`) over the jobs.
 - **Redis memory per waiting session.** A redis-server of its own, `FLUSHALL`, `INFO memory`
   `used_memory` before and after storing 10,000 and then (in total) 100,000 sessions with
   `SessionStore.create`: the hash, the Belvo-session index key, the expiry zset entry, and the TTLs
   on both keys; the growth divided by the count.
-- **Worker memory.** `VmRSS` and PSS (`/proc/<pid>/smaps_rollup`; a forked child's shared pages are
-  counted by share) of `python -m worker` and its long-lived children (RQ's scheduler process, for a
-  worker that runs it and holds its lock); the work horses live only for a job.
-- **What-ifs** (bench code only, nothing in app/ or worker/ changed): `bench/rq_worker.py` runs the
-  service's own worker `main()` with `--preload` (import `worker.jobs` in the parent before RQ forks)
-  or `--worker-class simple` (`rq.SimpleWorker`: the job runs in the worker process, no fork).
-  Memory what-if: `CONFIG SET hash-max-listpack-value 256` (`hash-max-ziplist-value` before Redis 7).
+- **Worker memory.** `VmRSS` and PSS (`/proc/<pid>/smaps_rollup`: shared pages counted by share) of
+  each `python -m worker` process.
+- **What-if** (Redis configuration only, nothing in the code): `CONFIG SET hash-max-listpack-value 256`
+  (`hash-max-ziplist-value` before Redis 7), the setting docker-compose.yml runs Redis with.
 """
+
+BEFORE_AFTER = """\
+The first full run (commit f136143, kept in bench/before/) missed six targets. What its profiles
+showed, and what changed (each in its own commit):
+
+- **Worker: a fork and a fresh import per job.** RQ's forking `Worker` started a work horse per job,
+  which imported `worker.jobs` (and `requests`) again and built a new Belvo client: about 87 ms of
+  CPU per job, most of it the import machinery. `worker/__main__.py` now imports the jobs and builds
+  their context once, and runs them in-process (`rq.SimpleWorker`); crash safety comes from the call
+  lease and the failure callback, which never relied on the fork (tests/test_faults.py).
+- **Token POST read the session twice.** The route authorized with a full `HGETALL`, then the store
+  read it again under `WATCH`. The store now checks only `status` and `step` under `WATCH` (a step's
+  other fields never change while it awaits its token) and the two `HSET`s are one.
+- **Redis reply parsing in Python.** `hiredis` is now a runtime dependency: redis-py parses replies
+  in C.
+- **Imports after worker recycling.** `gunicorn.conf.py` sets `preload_app = True`: a worker recycled
+  by `max_requests` forks from a master that has the app loaded.
+- **Create sent and stored empty fields.** New session hashes leave out empty and zero fields (the
+  scripts and `from_hash` read a missing field as empty); timestamps are formatted with
+  `time.strftime` instead of `datetime`; the challenge is stored as compact JSON."""
 
 RECOMMEND = {
     "get": """\
-**What I would change.** Worker recycling, where the import share above is more than a few percent:
+**Left to change.** Worker recycling, where the import share above is more than a few percent:
 `gunicorn.conf.py` sets `max_requests = 10000` (+ jitter), which at saturation restarts each worker
 every ten seconds or so, and each new worker imports the whole app again (pydantic models, OpenAPI
 schemas, `cryptography`). Set `preload_app = True` (workers then fork from a master that already
@@ -65,51 +83,27 @@ challenge as stored JSON text and splice it into the answer rather than decode a
 (4) add `hiredis` to requirements.txt: redis-py then parses replies in C (`_RESP3Parser` is the
 largest own-time entry of the Redis path).""",
     "token": """\
-**What I would change in app/.** Per request the service reads the whole 17-field hash twice
-(`authorize_session`, then the WATCHed read in `SessionStore.submit_token`) and then runs MULTI/EXEC
-with two HSETs, the token SET and RQ's enqueue (a job hash of a dozen fields, with `utcformat` dates):
-the tables show the Redis client's packing and reply parsing (`PythonRespSerializer.pack`,
-`_RESP3Parser`) as the largest own-time gap. (1) Authorize from the WATCHed read: read once, check the
-credential, transition; that drops one round trip and one 17-field decode per request. (2) Merge the
-two `HSET`s into one. (3) Add `hiredis` to requirements.txt: redis-py then parses replies in C. (4) In
-gunicorn.conf.py, `preload_app = True` if the import share above is more than a few percent. The
-enqueue itself is the baseline's cost and stays.""",
+**Left to change.** The route now reads the session once in full (to authorize it and to answer with
+it), then `WATCH`, an `HMGET` of status and step, and one MULTI/EXEC with one `HSET`, the token `SET`
+and RQ's enqueue. What remains over the baseline is that authorization read and the transaction
+around the enqueue, which is what makes one submission per step exact: a Lua script cannot call RQ's
+enqueue, and RQ's enqueue cannot run inside a script. The enqueue itself is the baseline's cost.""",
     "create": """\
-**What I would change in app/.** `SessionStore.create` is the largest part: the `create` script gets
-17 field/value pairs plus its own arguments as ARGV, about 40 values that redis-py encodes and packs in
-Python (`Encoder.encode`, `PythonRespSerializer.pack`). Storing only the fields that carry information
-(leave out empty `external_ref`, `outcome`, `save_data` and the zero `attempts`/`in_flight`, defaulted
-where read) cuts that work and also the Redis memory per session (below). Then pydantic validation of
-the 428 body (`parse_body`: validate with a `TypeAdapter` built once at import, and pass
-`token_generation_data` through as the validated dict instead of `model_dump` it again); `public()`
-formatting three timestamps through `datetime` (format from the stored integers); the six security
-headers set one by one in an `after_request` hook (make them a `Response` subclass's defaults).""",
+**Left to change.** The `create` script now gets only the fields that carry information. Next, by
+the tables above: pydantic validation of the 428 body (`parse_body`; pass `token_generation_data`
+through as the validated dict instead of `model_dump` it again) and the six security headers set one
+by one in an `after_request` hook (make them a `Response` subclass's defaults).""",
     "worker": """\
-**What I would change in worker/.** RQ's `Worker` forks a work horse per job, and the horse imports
-`worker.jobs` (and with it `requests`, `worker.belvo`, `worker.outcomes`) afresh every time, then builds
-a new `WorkerContext` (settings, a `requests.Session`, registered scripts) and opens a new connection to
-Belvo: the profile above shows the import machinery (`_find_and_load`, `<module> (requests/__init__.py)`)
-taking most of the worker's CPU. On 2 cores that CPU, not the 200 ms of upstream latency, bounds
-throughput: N workers reach N / 0.2 s only if a job costs well under 2 cores / (N / 0.2 s) of CPU,
-i.e. under 25 ms at N = 16, together with what the web tier, Redis and the sandbox spend per session.
-Changes, smallest first:
-(1) `import worker.jobs` at the top of `worker/__main__.py`, so every fork inherits the module
-(the `preload` rows measure exactly this change);
-(2) build the `WorkerContext` in the parent as well (it opens no socket until used), so the horse only
-connects;
-(3) for this I/O-bound job, run `rq.SimpleWorker` (the `simple` rows: no fork at all, the Belvo
-connection kept alive between jobs); crash isolation still comes from the call lease and the failure
-callback, and job timeouts still work (SIGALRM in the worker's main thread);
-(4) past that, 16 processes on 2 cores spend their CPU on RQ's own per-job bookkeeping (about a dozen
-Redis commands per job) and on the sandbox's HTTP handling: more resumes per host then need
-concurrency inside a process (threads or asyncio around the upstream call), not more processes.""",
+**Left to change.** Jobs now run in the worker process, with their module and context loaded once.
+On 2 cores, N workers reach N / 0.2 s only while a session's whole CPU cost (web, worker, Redis and the
+sandbox together) stays under 2 cores / (N / 0.2 s): 25 ms at N = 16. Past that, more resumes per host
+need concurrency inside a process (threads or asyncio around the upstream call), not more processes,
+and RQ's own per-job bookkeeping (about a dozen Redis commands) becomes the largest part.""",
     "memory": """\
-**What I would change.** Each session hash holds the challenge as JSON longer than 64 bytes, so Redis
-stores the hash as a full hash table (a dict entry, two strings and their headers per field) instead of
-the compact listpack it uses while every value is at most `hash-max-listpack-value` (64) bytes. Either
-raise `hash-max-listpack-value` to 256 in the Redis configuration (the what-if rows measure it; field
-reads become a scan of ~17 short fields, which costs nothing measurable), or keep every value short in
-app/store.py (store the challenge compactly or apart) and drop the empty fields (see POST /v1/sessions).""",
+**Left to change.** New session hashes leave out empty fields, which brings the default layout under
+the target. Redis still stores each hash as a full hash table, because the challenge JSON is longer
+than `hash-max-listpack-value` (64 bytes); `hash-max-listpack-value 256`, as docker-compose.yml runs
+Redis, packs it as a listpack at about half the memory (the what-if rows).""",
 }
 
 SCALING = """\
@@ -117,15 +111,15 @@ What more hosts share, and where the first limit is:
 
 - **Web tier (the three requests/s figures).** gunicorn processes share nothing but Redis, so
   requests/s grows with web hosts (cores) until Redis saturates. A GET is one Redis command; a token
-  POST about ten (HGETALL, WATCH, HGETALL, MULTI, two HSETs, SET, RQ's enqueue, EXEC); a create one
+  POST about nine (HGETALL, WATCH, HMGET, MULTI, HSET, SET, RQ's enqueue, EXEC); a create one
   script with four writes. One Redis thread does on the order of 100,000 such commands per second on
   one core, so Redis's limit arrives near ten thousand token POSTs per second, far beyond a few web
   hosts. First limit: **web CPU** (Python per request, about {get_cpu} ms per GET here), then
   Redis's single core.
 - **Dispatch latency** does not change with hosts: it is per job (the queue pop is a blocking BLMOVE,
-  immediate) plus the fork and the work horse's start-up. It grows only once every worker is busy.
+  immediate) plus RQ's bookkeeping before the job starts. It grows only once every worker is busy.
 - **Resume throughput** grows with worker processes only while each host has the CPU for their per-job
-  cost ({job_cpu} ms of worker CPU per job as-is here): the first limit is **worker CPU per host**,
+  cost ({job_cpu} ms of worker CPU per job here): the first limit is **worker CPU per host**,
   not the 200 ms upstream latency. Shared across hosts: Redis (RQ's ~12 commands per job plus the
   service's two scripts) and Belvo itself (its rate limits). One queue is one Redis list, good for
   thousands of jobs per second.
@@ -133,6 +127,6 @@ What more hosts share, and where the first limit is:
   so about {per_million} GB per million waiting sessions; {packed_bytes} B with compact hashes), plus
   RQ's job hashes while jobs wait. One Redis (not Cluster: the scripts build keys from a prefix) bounds
   it; memory, not CPU, is the first Redis limit for long-waiting sessions.
-- **Worker memory** is per host: N x the RSS of one worker (about {worker_rss} MiB), less what forks
-  share (PSS); the work horses are short-lived copy-on-write children.
+- **Worker memory** is per host: N x the RSS of one worker (about {worker_rss} MiB); each worker is
+  one process, so N workers need N x that.
 """

@@ -11,9 +11,11 @@ from bench.dispatch import DispatchResult
 from bench.figures import ROUTES, Figure, percentile
 from bench.http import Pair
 from bench.memory import MemoryResult
-from bench.notes import HOW, RECOMMEND, SCALING
+from bench.notes import BEFORE_AFTER, HOW, RECOMMEND, SCALING
 from bench.profile import Profile
 from bench.throughput import ThroughputResult
+
+BEFORE = Path(__file__).resolve().parent / "before" / "results.json"
 
 
 @dataclass
@@ -53,14 +55,12 @@ def figures_table(figures: list[Figure]) -> str:
 
 def _http_evidence(pair: Pair) -> list[str]:
     route = ROUTES[pair.figure]
-    svc, base, pre = pair.best("service"), pair.best("baseline"), pair.best("preload_app")
+    svc, base = pair.best("service"), pair.best("baseline")
     lines = [
         f"### {route}: {pair.ratio():.2f}x the baseline's requests/s",
         "",
         f"- Server CPU per request (gunicorn tree, /proc; best rounds): service "
-        f"{svc.cpu_ms_per_request:.2f} ms, baseline {base.cpu_ms_per_request:.2f} ms, "
-        "service under `gunicorn --preload` "
-        f"{pre.cpu_ms_per_request:.2f} ms ({pair.ratio('preload_app'):.2f}x the baseline's requests/s). "
+        f"{svc.cpu_ms_per_request:.2f} ms, baseline {base.cpu_ms_per_request:.2f} ms. "
         f"If the server alone were the bottleneck, req/s would follow CPU per request: "
         f"{pair.cpu_ms('baseline') / pair.cpu_ms('service'):.2f}x the baseline (least CPU per request of the "
         "rounds). wrk, Redis and other engineers' processes share the same 2 cores, so measured req/s "
@@ -74,9 +74,7 @@ def _http_evidence(pair: Pair) -> list[str]:
             f"server CPU per request ({prof.service_ms:.2f} ms and {prof.baseline_ms:.2f} ms) estimates its "
             "ms per request (system-call time is spread pro rata).",
             f"- Imports: {prof.imports[0]:.0%} of the service's samples and {prof.imports[1]:.0%} of the "
-            "baseline's, left out of the tables below. Where not zero, gunicorn recycled a worker "
-            "during the run (`max_requests` = 10,000 + up to 1,000 in gunicorn.conf.py) and, without "
-            "`preload_app`, the new worker imported the whole app again.",
+            "baseline's, left out of the tables below.",
             "",
             "| service function (app/), inclusive | ms/request |",
             "| --- | ---: |",
@@ -90,19 +88,42 @@ def _http_evidence(pair: Pair) -> list[str]:
     return lines
 
 
+def before_after(figures: list[Figure], before_path: Path) -> list[str]:
+    """Each figure beside the same figure in the run before the fixes (bench/before/results.json)."""
+    if not before_path.exists():
+        return []
+    before = {f["name"]: f for f in json.loads(before_path.read_text())["figures"]}
+    rows = [
+        "| figure | before | ratio before | after | ratio after | target | met after |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for f in figures:
+        old = before.get(f.name)
+        if old is None:
+            continue
+        met = "-" if f.met is None else ("yes" if f.met else "**no**")
+        old_ratio = "-" if old["ratio"] is None else f"{old['ratio']:.2f}x"
+        new_ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
+        rows.append(
+            f"| {f.name} | {_value(old['value'], old['unit'])} | {old_ratio} | {_value(f.value, f.unit)} "
+            f"| {new_ratio} | {f.target} | {met} |"
+        )
+    return rows
+
+
 def _worker_evidence(run: Run) -> list[str]:
-    lines = ["### Dispatch latency and resume throughput: the work horse", ""]
-    lines.append("| worker variant | N | sessions/s | ideal | ratio | worker CPU per job | machine busy |")
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = ["### Dispatch latency and resume throughput", ""]
+    lines.append("| N | sessions/s | ideal | ratio | worker CPU per job | machine busy |")
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for t in run.throughput:
         lines.append(
-            f"| {t.variant} | {t.workers} | {t.per_second:.1f} | {t.ideal:.0f} "
+            f"| {t.workers} | {t.per_second:.1f} | {t.ideal:.0f} "
             f"| {t.per_second / t.ideal:.2f} | {t.worker_cpu_ms_per_job:.0f} ms | {t.machine_busy:.0%} |"
         )
     lines.append("")
-    for variant, d in run.dispatch.items():
+    for d in run.dispatch.values():
         lines.append(
-            f"- dispatch, {variant}: p50 {percentile(d.service_ms, 50):.1f} ms, "
+            f"- dispatch: p50 {percentile(d.service_ms, 50):.1f} ms, "
             f"p99 {percentile(d.service_ms, 99):.1f} ms "
             f"(RQ no-op baseline p50 {percentile(d.baseline_ms, 50):.1f} ms; RQ's own Job.started_at - "
             f"enqueued_at p50 {percentile(d.baseline_fields_ms, 50):.1f} ms; {len(d.service_ms)} samples)"
@@ -111,7 +132,7 @@ def _worker_evidence(run: Run) -> list[str]:
     if prof is not None:
         lines += [
             "",
-            f"py-spy of one `python -m worker` and its work horses during the N=4 run ({prof.samples} "
+            f"py-spy of one `python -m worker` during the N=4 run ({prof.samples} "
             f"GIL-held samples; raw stacks `{prof.raw}`):",
             "",
             "| function, inclusive | share of worker CPU |",
@@ -182,9 +203,18 @@ def write_markdown(run: Run, path: Path) -> str:
         "",
         HOW.format(**run.params),
         "",
-        "## Misses: profile evidence, and what to change",
-        "",
     ]
+    compared = before_after(run.figures, BEFORE)
+    if compared:
+        text += [
+            "## Before and after the fixes",
+            "",
+            BEFORE_AFTER,
+            "",
+            *compared,
+            "",
+        ]
+    text += ["## Profile evidence, and what was changed or is left", ""]
     for pair in run.pairs:
         if not pair.met:
             text += _http_evidence(pair)

@@ -20,12 +20,8 @@ BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-bench"
 # gunicorn.conf.py's defaults, "what the benchmarks measured best on a 2-core host".
 WEB_WORKERS, WEB_THREADS = 2, 4
 GRACE_SECONDS = 15.0  # devstack's own stop timeout: RQ's warm shutdown lets the job in hand finish
-# How a worker process is started: the service's own entry, or bench/rq_worker.py's what-ifs.
-WORKER_VARIANTS: dict[str, tuple[str, ...]] = {
-    "as-is": ("worker",),
-    "preload": ("bench.rq_worker", "--preload"),
-    "simple": ("bench.rq_worker", "--worker-class", "simple"),
-}
+# How a worker process is started: the service's own entry, as the Procfile runs it.
+WORKER_VARIANTS: dict[str, tuple[str, ...]] = {"as-is": ("worker",)}
 
 
 class Stack:

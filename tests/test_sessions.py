@@ -164,6 +164,7 @@ def test_idempotency_key_replays_the_first_answer(api, sandbox):
     pause = sandbox.pause()
     s = api.created(pause)
     key = {"Idempotency-Key": str(uuid.uuid4())}
+    sandbox.fault("delay", delay_seconds=0.5)  # the step stays open (under the 1 s timeout) for the checks
     r1 = api.submit(s["id"], "111111", headers=key)
     r2 = api.submit(s["id"], "111111", headers=key)
     assert r1.status_code == r2.status_code == 202
