@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
