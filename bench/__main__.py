@@ -94,8 +94,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
                 )
             stack.stop(web)
             result.figures += fig.throughput_figures(result.throughput)
-            as_is = [t for t in result.throughput if t.variant == "as-is"]
-            result.figures += fig.worker_memory_figures(as_is[0], as_is[-1])
+            result.figures += fig.worker_memory_figures(result.throughput[0], result.throughput[-1])
         if "memory" in phases:
             _phase("Redis memory per waiting session", started)
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]

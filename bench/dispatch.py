@@ -73,14 +73,12 @@ def _baseline_sample(queue: Queue, redis: Redis, n: int) -> tuple[float, float]:
     return (float(started) - enqueued_at) * 1000, fields_ms
 
 
-def measure_dispatch(
-    stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: int, variant: str = "as-is"
-) -> DispatchResult:
-    """One service worker (of `variant`) and one baseline worker, idle between samples; `samples` of each."""
+def measure_dispatch(stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: int) -> DispatchResult:
+    """One service worker and one baseline worker, idle between samples; `samples` of each."""
     env = service_env(redis_proc.url, sandbox.url)
     requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
     web = stack.gunicorn("app:create_app()", env, "web")
-    workers = stack.workers(1, env, variant) + stack.workers(1, {**env, "RESUME_QUEUE": BASELINE_QUEUE})
+    workers = stack.workers(1, env) + stack.workers(1, {**env, "RESUME_QUEUE": BASELINE_QUEUE})
     redis = Redis.from_url(redis_proc.url)
     http = requests.Session()
     try:

@@ -159,10 +159,10 @@ def _scaling_values(run: Run) -> dict[str, str]:
     gets = [p for p in run.pairs if p.figure == "get"]
     if gets:
         values["get_cpu"] = f"{gets[0].best('service').cpu_ms_per_request:.2f}"
-    as_is = [t for t in run.throughput if t.variant == "as-is"]
-    if as_is:
-        values["job_cpu"] = f"{as_is[0].worker_cpu_ms_per_job:.0f}"
-        solo = [m for m in as_is[-1].memory_after_kib if m["processes"] == 1] or as_is[-1].memory_after_kib
+    if run.throughput:
+        first, last = run.throughput[0], run.throughput[-1]
+        values["job_cpu"] = f"{first.worker_cpu_ms_per_job:.0f}"
+        solo = [m for m in last.memory_after_kib if m["processes"] == 1] or last.memory_after_kib
         values["worker_rss"] = f"{solo[0]['rss'] / 1024:.0f}"
     for m in run.memory:
         largest = m.per_session_bytes[max(m.per_session_bytes)]

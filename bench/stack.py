@@ -20,8 +20,6 @@ BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-bench"
 # gunicorn.conf.py's defaults, "what the benchmarks measured best on a 2-core host".
 WEB_WORKERS, WEB_THREADS = 2, 4
 GRACE_SECONDS = 15.0  # devstack's own stop timeout: RQ's warm shutdown lets the job in hand finish
-# How a worker process is started: the service's own entry, as the Procfile runs it.
-WORKER_VARIANTS: dict[str, tuple[str, ...]] = {"as-is": ("worker",)}
 
 
 class Stack:
@@ -58,11 +56,8 @@ class Stack:
     def sandbox(self) -> Proc:
         return self.track(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
 
-    def gunicorn(self, app_spec: str, env: Mapping[str, str], name: str, *flags: str) -> Proc:
-        """gunicorn with the repository's gunicorn.conf.py serving `app_spec`, as the Procfile runs it.
-
-        `flags` (command-line settings, which override the file's) are for what-ifs only.
-        """
+    def gunicorn(self, app_spec: str, env: Mapping[str, str], name: str) -> Proc:
+        """gunicorn with the repository's gunicorn.conf.py serving `app_spec`, as the Procfile runs it."""
         port = free_port()
         env = {
             "WEB_CONCURRENCY": str(WEB_WORKERS),
@@ -71,7 +66,7 @@ class Stack:
             "PORT": str(port),
             "WEB_BIND_HOST": "127.0.0.1",
         }
-        argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), *flags, app_spec]
+        argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), app_spec]
         proc = self.track(spawn(name, argv, self.logs, env))
         proc.port, proc.url = port, f"http://127.0.0.1:{port}"
 
@@ -83,13 +78,12 @@ class Stack:
         wait_for(healthy, 60, f"{name} /healthz")
         return proc
 
-    def workers(self, count: int, env: Mapping[str, str], variant: str = "as-is") -> list[Proc]:
-        """`count` RQ worker processes of a WORKER_VARIANTS entry, started together, awaited until idle."""
-        module, *args = WORKER_VARIANTS[variant]
+    def workers(self, count: int, env: Mapping[str, str]) -> list[Proc]:
+        """`count` `python -m worker` processes (as the Procfile runs it), started together, awaited idle."""
         procs = []
         for i in range(count):
-            name = f"worker-{variant}-{i}-{time.monotonic_ns()}"
-            proc = self.track(spawn(name, [PYTHON, "-m", module, "--name", name, *args], self.logs, env))
+            name = f"worker-{i}-{time.monotonic_ns()}"
+            proc = self.track(spawn(name, [PYTHON, "-m", "worker", "--name", name], self.logs, env))
             proc.extra["worker_name"] = name
             procs.append(proc)
         client = Redis.from_url(env["REDIS_URL"])

@@ -27,14 +27,13 @@ SUBMITTERS = 8  # concurrent token POSTs: a burst of end users, not one at a tim
 
 @dataclass
 class ThroughputResult:
-    """One (variant, N) run."""
+    """One run with N workers."""
 
-    variant: str
     workers: int
     sessions: int
     seconds: float
     succeeded: int
-    worker_cpu_ms_per_job: float  # worker trees' CPU (work horses included) per resumed session
+    worker_cpu_ms_per_job: float  # worker processes' CPU (children included) per resumed session
     machine_busy: float  # share of both cores busy during the run, whoever used them
     memory_idle_kib: list[dict[str, int]] = field(default_factory=list)  # per worker tree, before
     memory_after_kib: list[dict[str, int]] = field(default_factory=list)  # per worker tree, after
@@ -100,16 +99,15 @@ def measure_throughput(
     web: Proc,
     *,
     workers: int,
-    variant: str = "as-is",
     profile_to: Path | None = None,
 ) -> ThroughputResult:
-    """Start `workers` processes of `variant`, resume 20 x N sessions through the API, stop them."""
+    """Start `workers` worker processes, resume 20 x N sessions through the API, stop them."""
     env = service_env(redis_proc.url, sandbox.url)
     config = f"{sandbox.url}/_sandbox/config"
     requests.put(config, json={"latency_ms": LATENCY_MS}, timeout=5).raise_for_status()
     count = SESSIONS_PER_WORKER * workers
     redis = Redis.from_url(redis_proc.url)
-    procs = stack.workers(workers, env, variant)
+    procs = stack.workers(workers, env)
     spy = None
     try:
         with ThreadPoolExecutor(SUBMITTERS) as pool:
@@ -142,7 +140,6 @@ def measure_throughput(
         ended = max(int(u) for _, u in final) / 1000
         busy = 1 - (ticks1[1] - ticks0[1]) / max(1, ticks1[0] - ticks0[0])
         return ThroughputResult(
-            variant=variant,
             workers=workers,
             sessions=count,
             seconds=ended - started,
