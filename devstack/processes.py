@@ -194,16 +194,16 @@ def start_web(
 
     wait_for(healthy, 30, f"{name} /healthz")
     # gunicorn forks its workers a moment apart: one may answer /healthz before the last exists.
-    wait_for(lambda: len(_children(proc.popen.pid)) >= workers, 10, f"{name}'s {workers} workers")
+    wait_for(lambda: len(children(proc.popen.pid)) >= workers, 10, f"{name}'s {workers} workers")
     return proc
 
 
-def _children(pid: int) -> list[str]:
+def children(pid: int) -> list[int]:
     """The pids of a process's direct children (Linux /proc)."""
-    found: list[str] = []
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+    found: list[int] = []
+    for listed in Path(f"/proc/{pid}/task").glob("*/children"):
         with contextlib.suppress(OSError):
-            found += children.read_text().split()
+            found += [int(child) for child in listed.read_text().split()]
     return found
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from redis import Redis
 
 from app.store import session_key
-from devstack.processes import Proc, start_redis, start_sandbox, start_web, start_worker, wait_for
+from devstack.processes import Proc, children, start_redis, start_sandbox, start_web, start_worker, wait_for
 from tests.support import API_KEY, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api, Sandbox, first
 
 # Short timings, so faults end quickly; no rate limits, so bursts measure the state machine only.
@@ -45,12 +45,9 @@ def descendants(pid: int) -> list[int]:
     found: list[int] = []
     todo = [pid]
     while todo:
-        parent = todo.pop()
-        for children in Path(f"/proc/{parent}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                for child in children.read_text().split():
-                    found.append(int(child))
-                    todo.append(int(child))
+        below = children(todo.pop())
+        found += below
+        todo += below
     return found
 
 
