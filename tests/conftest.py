@@ -21,6 +21,7 @@ from tests.support import (
     SECOND_API_KEY,
     Api,
     Sandbox,
+    clear_store,
 )
 
 
@@ -83,9 +84,7 @@ def worker(service_env: dict[str, str], stack_dir: Path) -> Iterator[Proc]:
 def redis(redis_server: Proc) -> Iterator[Redis]:
     """A client on the test Redis, with the session store emptied first."""
     client = Redis.from_url(redis_server.url)
-    keys = list(client.scan_iter("mfa:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    clear_store(client)
     yield client
     client.close()
 

@@ -105,6 +105,13 @@ class Api:
             time.sleep(0.02)
 
 
+def clear_store(client: Redis) -> None:
+    """Delete every key of ours (sessions, tokens, indexes, counters); RQ's keys stay."""
+    keys = list(client.scan_iter("mfa:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def redis_values(client: Redis) -> list[bytes]:
     """Every key name and value of every type; zlib-compressed values (RQ's job data) are inflated too."""
     found: list[bytes] = []

@@ -21,7 +21,7 @@ from redis import Redis
 from app.config import Settings
 from app.ratelimit import KEY_PREFIX, WINDOW_MS, address_key, session_counter_key
 from devstack.processes import Proc, start_redis, start_web
-from tests.support import API_KEY, Api
+from tests.support import API_KEY, Api, clear_store
 
 ADDRESS_LIMIT = 20
 SESSION_LIMIT = 5
@@ -61,9 +61,7 @@ def rl_web(rl_redis: Proc, rl_dir: Path) -> Iterator[Proc]:
 def store(rl_redis: Proc) -> Iterator[Redis]:
     """The module's Redis, emptied of sessions and counters: every test starts with full budgets."""
     client = Redis.from_url(rl_redis.url)
-    keys = list(client.scan_iter("mfa:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    clear_store(client)
     yield client
     client.close()
 
