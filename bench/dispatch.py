@@ -17,7 +17,7 @@ from rq.job import Job
 
 from bench.baseline_app import NOOP_JOB
 from bench.noop import STARTED_KEY
-from bench.stack import API_KEY, Stack, service_env
+from bench.stack import Stack, paused_session, service_env
 from devstack.processes import Proc, wait_for
 
 FINAL = {b"succeeded", b"failed", b"expired", b"cancelled"}
@@ -35,15 +35,7 @@ class DispatchResult:
 
 
 def _service_sample(http: requests.Session, web: str, sandbox: str, redis: Redis) -> float:
-    pause = http.post(f"{sandbox}/_sandbox/sessions", json={"token_type": "numeric"}, timeout=5).json()
-    created = http.post(
-        f"{web}/v1/sessions",
-        json={"token_required": pause},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=5,
-    )
-    created.raise_for_status()
-    session = created.json()
+    pause, session = paused_session(http, web, sandbox)
     submitted = http.post(
         f"{web}/v1/sessions/{session['id']}/token",
         json={"token": "111111"},

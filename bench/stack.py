@@ -141,3 +141,16 @@ def running(root: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+
+
+def paused_session(http: requests.Session, web: str, sandbox: str) -> tuple[list[dict], dict]:
+    """A numeric-token 428 from the sandbox, stored through POST /v1/sessions: (the 428 body, our session)."""
+    pause = http.post(f"{sandbox}/_sandbox/sessions", json={"token_type": "numeric"}, timeout=10).json()
+    created = http.post(
+        f"{web}/v1/sessions",
+        json={"token_required": pause},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    created.raise_for_status()
+    return pause, created.json()

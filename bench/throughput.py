@@ -17,7 +17,7 @@ from redis import Redis
 
 from bench.procs import cpu_seconds, memory_kib, tree
 from bench.profile import Profile, Spy
-from bench.stack import API_KEY, Stack, service_env
+from bench.stack import Stack, paused_session, service_env
 from devstack.processes import Proc, wait_for
 
 LATENCY_MS = 200
@@ -70,15 +70,8 @@ _local = threading.local()
 def _create(web: str, sandbox: str) -> tuple[str, str]:
     # One keep-alive session per submitting thread: requests.Session is not meant to be shared.
     http = _local.__dict__.setdefault("http", requests.Session())
-    pause = http.post(f"{sandbox}/_sandbox/sessions", json={"token_type": "numeric"}, timeout=10).json()
-    r = http.post(
-        f"{web}/v1/sessions",
-        json={"token_required": pause},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()["id"], r.json()["client_secret"]
+    _, session = paused_session(http, web, sandbox)
+    return session["id"], session["client_secret"]
 
 
 def _submit(web: str, session: tuple[str, str]) -> None:
