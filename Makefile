@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint fmt bench clean
+.PHONY: install dev test test-fast lint fmt bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "Python >= 3.10 is required" or 0)'
@@ -18,13 +18,20 @@ install: $(STAMP)
 dev: install
 	$(PY) -m devstack
 
-## test: lint, then the whole suite against real redis-server, gunicorn, RQ workers and the sandbox.
+## test: lint, then both tiers: the fast in-process tier, then the system tier on real processes.
 test: install lint
 	$(PY) -m pytest
 
+## test-fast: the in-process tier only (real Redis and sandbox, no process stacks): well under a minute.
+test-fast: install
+	$(PY) -m pytest -m "not system"
+
+## lint: ruff, the layering contract (import-linter) and types (mypy, strict on the core package mfa/).
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 fmt: install
 	$(PY) -m ruff check --fix .

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 
 from flask import Flask, Response
 
-from app.config import Settings
 from app.cors import register_cors
 from app.errors import register_errorhandlers
-from app.logs import configure_logging, register_request_id
+from app.logs import RequestIdFilter, register_request_id
 from app.ratelimit import register_rate_limits
 from app.services import Services
+from mfa.logs import configure_logging
+from mfa.settings import Settings
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -27,10 +28,10 @@ _SECURITY_HEADERS = {
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment; `test_config` overrides environment variables by name."""
     settings = Settings.from_env({**os.environ, **(test_config or {})}).require_web()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, RequestIdFilter())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["mfa"] = Services.build(settings)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -13,7 +13,7 @@ import re
 from flask import Flask, Response, request
 from flask_cors import CORS
 
-from app.config import ConfigError
+from mfa.errors import ConfigError
 
 ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
 EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed")

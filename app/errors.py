@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from app.exceptions import DuplicateSession, SessionExpired, SessionNotAwaitingToken, SessionNotFound
+from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken, SessionNotFound
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:belvo-mfa:problem:"

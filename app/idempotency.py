@@ -12,12 +12,13 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from typing import Any
 
 from flask import Response
 from redis import Redis
 
 from app.errors import ApiError, problem_response, to_api_error
-from app.store import PREFIX, token_key
+from mfa.keys import PREFIX, token_key
 
 PENDING_SECONDS = 60
 MAX_KEY_LENGTH = 255
@@ -27,7 +28,7 @@ def _record_key(scope: str, key: str) -> str:
     return f"{PREFIX}idem:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
-def fingerprint(payload: dict) -> str:
+def fingerprint(payload: dict[str, Any]) -> str:
     """Digest of the request payload, the token left out (its presence counts, its value does not)."""
     shown = {k: (v is not None) if k == "token" else v for k, v in sorted(payload.items())}
     return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
@@ -39,7 +40,7 @@ def run_idempotent(
     key: str | None,
     scope: str,
     session_id: str,
-    payload: dict,
+    payload: dict[str, Any],
     retention_seconds: int,
     handler: Callable[[], Response],
 ) -> Response:
@@ -99,6 +100,7 @@ def _replay(redis: Redis, rkey: str, fp: str, session_id: str, token: str | None
     if (
         token is not None
         and stored_token is not None
+        and isinstance(stored_token, bytes)
         and not hmac.compare_digest(stored_token, token.encode())
     ):
         raise ApiError(422, "idempotency_key_reused", "Idempotency-Key reused with a different payload")

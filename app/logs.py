@@ -1,31 +1,22 @@
-"""Logging set-up and the request id that ties an answer to its log lines."""
+"""The request id that ties an answer to its log lines."""
 
 from __future__ import annotations
 
 import logging
 import re
-import sys
 import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-class _RequestIdFilter(logging.Filter):
+class RequestIdFilter(logging.Filter):
+    """Stamps each log record with the id of the request it was logged in ("-" outside requests)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = g.get("request_id", "-") if has_request_context() else "-"
         return True
-
-
-def configure_logging(level: str) -> None:
-    """One line per event on stderr, with the request id; never request bodies or headers."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def register_request_id(app: Flask) -> None:
@@ -34,7 +25,7 @@ def register_request_id(app: Flask) -> None:
     @app.before_request
     def _assign() -> None:
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
     @app.after_request
     def _echo(resp: Response) -> Response:

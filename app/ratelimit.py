@@ -8,8 +8,9 @@ straddle a clock-aligned boundary and pass twice the limit):
 Both are checked and counted by one Lua script: one round trip, atomic under concurrency (INCR, then
 PEXPIRE on the window's first hit). A request over a budget answers 429 `rate_limited` with
 Retry-After (the seconds until that window ends). A submission counts against its session only when
-its credential opens that session, so whoever merely knows a session id cannot use up the budget of
-the user who holds its secret; unauthenticated attempts are bounded by the address budget.
+its credential opens that session (the request's principal, app/auth.py, says so), so whoever merely
+knows a session id cannot use up the budget of the user who holds its secret; unauthenticated
+attempts are bounded by the address budget.
 
 The client address is `request.remote_addr`. Behind N reverse proxies that append to
 X-Forwarded-For, set TRUSTED_PROXY_COUNT=N: Werkzeug's ProxyFix then takes the address the
@@ -24,19 +25,18 @@ import math
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.auth import hash_secret, is_api_key
+from app.auth import MAX_SESSION_ID_LENGTH, current_principal
 from app.errors import ApiError
-from app.store import PREFIX, session_key
+from mfa.keys import PREFIX
 
 WINDOW_MS = 60_000
 KEY_PREFIX = PREFIX + "rl:"
 # The frontend routes; creation is backend-only, authenticated by API key, and not limited here.
 ADDRESS_LIMITED = frozenset({"sessions.read_session", "sessions.submit_token", "sessions.cancel_session"})
 SESSION_LIMITED = frozenset({"sessions.submit_token"})
-_MAX_ID_LENGTH = 64  # longer ids name no session (app.auth answers 404 for them)
 
-# KEYS: address counter, session counter, session record (app/store.py's hash, for its secret_hash).
-# ARGV: address limit, session limit (0: off), window ms, credential hash, "1" for an API key.
+# KEYS: address counter, session counter ('' when the request does not count against a session).
+# ARGV: address limit, session limit (0: off), window ms.
 # Returns {0, 0} when allowed, else {1 (address) or 2 (session), ms until that window ends}.
 _CHECK = """
 local function hit(key, window)
@@ -56,14 +56,8 @@ if address_limit > 0 then
 end
 local session_limit = tonumber(ARGV[2])
 if session_limit > 0 and KEYS[2] ~= '' then
-  local opens = ARGV[5] == '1'
-  if not opens and ARGV[4] ~= '' then
-    opens = redis.call('HGET', KEYS[3], 'secret_hash') == ARGV[4]
-  end
-  if opens then
-    local n, ttl = hit(KEYS[2], window)
-    if n > session_limit then return {2, ttl} end
-  end
+  local n, ttl = hit(KEYS[2], window)
+  if n > session_limit then return {2, ttl} end
 end
 return {0, 0}
 """
@@ -79,19 +73,13 @@ def session_counter_key(session_id: str) -> str:
     return f"{KEY_PREFIX}session:{session_id}"
 
 
-def _bearer() -> str:
-    # Parsed quietly: a missing or malformed credential is the view's to answer (401), not ours.
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    return credential.strip() if scheme.lower() == "bearer" else ""
-
-
 def register_rate_limits(app: Flask) -> None:
     """Limit the session routes per client address and token submissions per session."""
     svc = app.extensions["mfa"]
     settings = svc.settings
     if settings.trusted_proxy_count > 0:
         # Only the last N X-Forwarded-For entries come from our proxies; earlier ones are the client's say.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)  # type: ignore[method-assign]
     if settings.rate_limit_per_minute <= 0 and settings.session_rate_limit_per_minute <= 0:
         return
     script = svc.redis.register_script(_CHECK)  # EVALSHA, loading the script on first use
@@ -100,21 +88,18 @@ def register_rate_limits(app: Flask) -> None:
     def _limit() -> None:
         if request.method == "OPTIONS" or request.endpoint not in ADDRESS_LIMITED:
             return
-        session_id = str((request.view_args or {}).get("session_id", ""))
-        counted = request.endpoint in SESSION_LIMITED and 0 < len(session_id) <= _MAX_ID_LENGTH
-        credential = _bearer() if counted else ""
+        principal = current_principal()
+        session_id = principal.session_id or ""
+        counted = (
+            request.endpoint in SESSION_LIMITED
+            and principal.opens_session
+            and 0 < len(session_id) <= MAX_SESSION_ID_LENGTH
+        )
         keys = [
             address_key(request.remote_addr or "unknown"),
             session_counter_key(session_id) if counted else "",
-            session_key(session_id) if counted else "",
         ]
-        args = [
-            settings.rate_limit_per_minute,
-            settings.session_rate_limit_per_minute,
-            WINDOW_MS,
-            hash_secret(credential) if credential else "",
-            "1" if credential and is_api_key(credential, settings.api_keys) else "0",
-        ]
+        args = [settings.rate_limit_per_minute, settings.session_rate_limit_per_minute, WINDOW_MS]
         exceeded, wait_ms = script(keys=keys, args=args)
         if exceeded:
             which = "this client address" if exceeded == 1 else "this session"

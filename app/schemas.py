@@ -17,16 +17,9 @@ from pydantic import (
     field_validator,
 )
 
-from app.models import DataResource, Outcome, Resource, SessionStatus, TokenRequired
-
-
-def _first_of_list(value: Any) -> Any:
-    # Belvo's spec sends a list of token-required objects, its samples a single object: take the first.
-    if isinstance(value, list):
-        if not value:
-            raise ValueError("must be an object or a non-empty list of objects")
-        return value[0]
-    return value
+from mfa.belvo import DataResource, Resource
+from mfa.pause import TokenRequired, first_of_list
+from mfa.session import Outcome, SessionStatus
 
 
 class CreateSessionBody(BaseModel):
@@ -36,7 +29,7 @@ class CreateSessionBody(BaseModel):
     token_required: Annotated[
         TokenRequired,
         BeforeValidator(
-            _first_of_list,
+            first_of_list,
             json_schema_input_type=TokenRequired | Annotated[list[TokenRequired], Field(min_length=1)],
         ),
     ]
@@ -45,11 +38,6 @@ class CreateSessionBody(BaseModel):
         None, description="Sent on a data resource's resume; ignored for links, whose resume has none"
     )
     external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
-
-    @property
-    def pause(self) -> TokenRequired:
-        """The token-required object."""
-        return self.token_required
 
 
 class TokenBody(BaseModel):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import authorize_session, new_client_secret, require_api_key
-from app.dispatch import enqueue_step
 from app.errors import ApiError
 from app.idempotency import run_idempotent
-from app.models import SessionStatus
 from app.openapi import documented
 from app.schemas import CreatedSessionOut, CreateSessionBody, SessionOut, TokenBody
-from app.services import now_ms, services
+from app.services import services
 from app.validation import parse_body, read_json
+from mfa.clock import now_ms
+from mfa.session import NewSession, SessionStatus
 
 bp = Blueprint("sessions", __name__, url_prefix="/v1/sessions")
 
@@ -26,23 +26,24 @@ _SESSION_ERRORS = {401: None, 404: None, 429: None, 503: None}
     responses={201: CreatedSessionOut, 400: None, 409: None, 413: None, 422: None, **_SESSION_ERRORS},
 )
 def create_session() -> tuple[Response, int, dict[str, str]]:
-    svc = services()
-    require_api_key(svc.settings.api_keys)
+    require_api_key()
     body = parse_body(CreateSessionBody)
-    pause = body.pause
-    tgd = pause.token_generation_data
+    pause = body.token_required
     secret, secret_hash = new_client_secret()
     now = now_ms()
-    session = svc.store.create(
-        belvo_session=pause.session,
-        link=str(pause.link),
-        expiry_seconds=pause.expiry,
-        challenge=tgd.model_dump(mode="json") if tgd is not None else None,
-        resource=body.resource,
-        save_data=body.save_data,
-        external_ref=body.external_ref,
-        secret_hash=secret_hash,
-        now_ms=now,
+    session = services().store.create(
+        NewSession(
+            status=SessionStatus.AWAITING_TOKEN,
+            resource=body.resource,
+            secret_hash=secret_hash,
+            expiry_seconds=pause.expiry,
+            link=str(pause.link),
+            external_ref=body.external_ref,
+            belvo_session=pause.session,
+            challenge=pause.challenge(),
+            save_data=body.save_data,
+        ),
+        now,
     )
     return (
         jsonify({**session.public(now), "client_secret": secret}),
@@ -54,11 +55,10 @@ def create_session() -> tuple[Response, int, dict[str, str]]:
 @bp.get("/<session_id>")
 @documented("Read a session", responses={200: SessionOut, **_SESSION_ERRORS})
 def read_session(session_id: str) -> Response:
-    svc = services()
-    session = authorize_session(svc.store, session_id, svc.settings.api_keys)
+    session = authorize_session()
     now = now_ms()
-    if session.status is SessionStatus.AWAITING_TOKEN and session.is_past_expiry(now):
-        svc.store.expire_due(session_id, now)  # make what the reader sees durable
+    if session.reads_expired(now):
+        services().store.expire_due(session_id, now)  # make what the reader sees durable
     return jsonify(session.public(now))
 
 
@@ -71,7 +71,7 @@ def read_session(session_id: str) -> Response:
 )
 def submit_token(session_id: str) -> Response:
     svc = services()
-    session = authorize_session(svc.store, session_id, svc.settings.api_keys)
+    session = authorize_session()
     payload = read_json()
     body = TokenBody.model_validate(payload)
     if body.token is None and session.expects_user_input:
@@ -85,13 +85,7 @@ def submit_token(session_id: str) -> Response:
 
     def submit() -> Response:
         now = now_ms()
-        submitted = svc.store.submit_token(
-            session_id,
-            body.token,
-            now,
-            lambda pipe, s: enqueue_step(svc.queue, svc.settings, pipe, s, now_ms=now),
-            seen=session,
-        )
+        submitted = svc.store.submit_token(session_id, body.token, now, seen=session)
         resp = jsonify(submitted.public(now))
         resp.status_code = 202
         return resp
@@ -110,7 +104,6 @@ def submit_token(session_id: str) -> Response:
 @bp.post("/<session_id>/cancel")
 @documented("Cancel a session awaiting its token", responses={200: SessionOut, 409: None, **_SESSION_ERRORS})
 def cancel_session(session_id: str) -> Response:
-    svc = services()
-    authorize_session(svc.store, session_id, svc.settings.api_keys)
+    authorize_session()
     now = now_ms()
-    return jsonify(svc.store.cancel(session_id, now).public(now))
+    return jsonify(services().store.cancel(session_id, now).public(now))

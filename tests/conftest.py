@@ -1,102 +1,74 @@
-"""Fixtures: a real redis-server, the sandbox, gunicorn and RQ workers, started once per test run.
+"""Fixtures of the fast tier: a real redis-server and the sandbox, started once per run; the service
+in-process (tests/inprocess.py). Nothing runs in the background: each test starts from an empty Redis.
 
-Each test gets a clean session store (our keys deleted) and a reset sandbox; the processes stay up,
-as they would in production, and are stopped at the end of the run.
+The system tier (tests/system/) starts stacks of real processes with tests/stack.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from redis import Redis
 
-from devstack.processes import Proc, start_redis, start_sandbox, start_web, start_worker
-from tests.support import (
-    API_KEY,
-    BELVO_SECRET_ID,
-    BELVO_SECRET_PASSWORD,
-    CREDENTIALS_KEY,
-    SECOND_API_KEY,
-    Api,
-    Sandbox,
-    clear_store,
-)
+from devstack.processes import Proc, start_redis
+from tests.inprocess import InProcessApi, sandbox_in_thread, service_api
+from tests.support import SERVICE_ENV, Sandbox
 
 
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stack")
-
-
-@pytest.fixture(scope="session")
-def redis_server(stack_dir: Path) -> Iterator[Proc]:
-    proc = start_redis(stack_dir / "redis", stack_dir / "logs")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    root = tmp_path_factory.mktemp("redis")
+    proc = start_redis(root / "data", root / "logs")
     yield proc
     proc.stop()
 
 
 @pytest.fixture(scope="session")
-def sandbox_proc(stack_dir: Path) -> Iterator[Proc]:
-    proc = start_sandbox(stack_dir / "logs", BELVO_SECRET_ID, BELVO_SECRET_PASSWORD)
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="session")
-def service_env(redis_server: Proc, sandbox_proc: Proc) -> dict[str, str]:
-    """The environment of the web and worker processes: short timings, so faults end quickly."""
-    return {
-        "REDIS_URL": redis_server.url,
-        "API_KEYS": f"{API_KEY},{SECOND_API_KEY}",
-        "BELVO_BASE_URL": sandbox_proc.url,
-        "BELVO_SECRET_ID": BELVO_SECRET_ID,
-        "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
-        "CREDENTIALS_KEY": CREDENTIALS_KEY,
-        "UPSTREAM_TIMEOUT_SECONDS": "1",
-        "RESUME_MAX_ATTEMPTS": "3",
-        "RESUME_BACKOFF_SECONDS": "0.1",
-        "LEASE_SECONDS": "2",
-        "SWEEP_INTERVAL_SECONDS": "0.1",
-        "SESSION_RETENTION_SECONDS": "3600",
-        "LOG_LEVEL": "INFO",
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "SESSION_RATE_LIMIT_PER_MINUTE": "0",
-    }
-
-
-@pytest.fixture(scope="session")
-def web(service_env: dict[str, str], stack_dir: Path) -> Iterator[Proc]:
-    proc = start_web(service_env, stack_dir / "logs")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="session")
-def worker(service_env: dict[str, str], stack_dir: Path) -> Iterator[Proc]:
-    proc = start_worker(service_env, stack_dir / "logs")
-    yield proc
-    proc.stop()
+def sandbox_url() -> Iterator[str]:
+    with sandbox_in_thread() as url:
+        yield url
 
 
 @pytest.fixture
 def redis(redis_server: Proc) -> Iterator[Redis]:
-    """A client on the test Redis, with the session store emptied first."""
+    """A client on the test Redis, emptied first: no process but this test's uses it."""
     client = Redis.from_url(redis_server.url)
-    clear_store(client)
+    client.flushdb()
     yield client
     client.close()
 
 
 @pytest.fixture
-def sandbox(sandbox_proc: Proc) -> Sandbox:
-    sb = Sandbox(sandbox_proc.url)
+def sandbox(sandbox_url: str) -> Sandbox:
+    sb = Sandbox(sandbox_url)
     sb.reset()
     return sb
 
 
 @pytest.fixture
-def api(web: Proc, worker: Proc, redis: Redis, sandbox: Sandbox) -> Api:
-    """The running service, with a clean store and sandbox."""
-    return Api(web.url)
+def service_env(redis_server: Proc, sandbox_url: str) -> dict[str, str]:
+    """The service's settings against this run's Redis and sandbox."""
+    return {**SERVICE_ENV, "REDIS_URL": redis_server.url, "BELVO_BASE_URL": sandbox_url}
+
+
+@pytest.fixture
+def make_api(service_env: dict[str, str], redis: Redis) -> Callable[..., InProcessApi]:
+    """An in-process service with settings of the test's own (`make_api(RATE_LIMIT_PER_MINUTE="5")`)."""
+
+    def make(**env: str) -> InProcessApi:
+        return service_api({**service_env, **env}, redis)
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: Callable[..., InProcessApi], sandbox: Sandbox) -> InProcessApi:
+    """The service with the standard test settings, a clean store and a reset sandbox."""
+    return make_api()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,10 +1,14 @@
-"""Test clients for the running service and the sandbox, over real HTTP."""
+"""Test clients for the service and the sandbox, and the one settings dict every test stack starts from.
+
+`Api` speaks real HTTP to a running web process; `InProcessApi` (tests/inprocess.py) sends the same
+requests through Flask's test client, so a test reads the same whichever tier it runs in.
+"""
 
 from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -17,6 +21,25 @@ BELVO_SECRET_ID = "sandbox-secret-id"
 # A fixed Fernet key for the bank credentials the tests register with (Fernet.generate_key() shape).
 CREDENTIALS_KEY = "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+
+# The service's settings in every test stack, in-process or real processes: short timings, so faults
+# end quickly; no rate limits, so bursts measure the state machine only. Stacks add REDIS_URL and
+# BELVO_BASE_URL, and a test overrides what it is about.
+SERVICE_ENV = {
+    "API_KEYS": f"{API_KEY},{SECOND_API_KEY}",
+    "BELVO_SECRET_ID": BELVO_SECRET_ID,
+    "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
+    "CREDENTIALS_KEY": CREDENTIALS_KEY,
+    "UPSTREAM_TIMEOUT_SECONDS": "1",
+    "RESUME_MAX_ATTEMPTS": "3",
+    "RESUME_BACKOFF_SECONDS": "0.1",
+    "LEASE_SECONDS": "2",
+    "SWEEP_INTERVAL_SECONDS": "0.1",
+    "SESSION_RETENTION_SECONDS": "3600",
+    "RATE_LIMIT_PER_MINUTE": "0",
+    "SESSION_RATE_LIMIT_PER_MINUTE": "0",
+    "LOG_LEVEL": "INFO",
+}
 
 
 @dataclass
@@ -63,12 +86,23 @@ class Api:
     url: str
     api_key: str = API_KEY
 
-    def request(self, method: str, path: str, credential: str | None = "", **kw: Any) -> requests.Response:
+    def request(self, method: str, path: str, credential: str | None = "", **kw: Any) -> Any:
         headers = dict(kw.pop("headers", {}))
         cred = self.api_key if credential == "" else credential
         if cred is not None:
             headers["Authorization"] = f"Bearer {cred}"
+        return self.send(method, path, headers, **kw)
+
+    def send(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> Any:
+        """One request; the in-process tier sends it through Flask's test client instead."""
         return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+    def tick(self) -> None:
+        """Let the service move on while a test waits: real processes do so by themselves."""
+
+    def as_key(self, api_key: str) -> Api:
+        """The same service, called with another API key."""
+        return replace(self, api_key=api_key)
 
     def create(self, token_required: Any, **body: Any) -> requests.Response:
         return self.request("POST", "/v1/sessions", json={"token_required": token_required, **body})
@@ -97,19 +131,13 @@ class Api:
         wanted = statuses or FINAL
         deadline = time.monotonic() + timeout
         while True:
+            self.tick()
             body = self.get(session_id).json()
             if body["status"] in wanted and (step is None or body["step"] == step):
                 return body
             if time.monotonic() > deadline:
                 raise AssertionError(f"session stayed {body['status']} (step {body['step']}): {body}")
             time.sleep(0.02)
-
-
-def clear_store(client: Redis) -> None:
-    """Delete every key of ours (sessions, tokens, indexes, counters); RQ's keys stay."""
-    keys = list(client.scan_iter("mfa:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def redis_values(client: Redis) -> list[bytes]:

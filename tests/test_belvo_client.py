@@ -12,7 +12,7 @@ import requests
 import responses
 from responses import matchers
 
-from worker.belvo import MAX_BODY_BYTES, BelvoClient, UpstreamUnavailable
+from mfa.belvo import MAX_BODY_BYTES, BelvoClient, UpstreamUnavailable
 
 BASE = "https://belvo.test"
 SECRET_ID = "secret-id-123"
@@ -190,7 +190,7 @@ def test_a_body_over_the_limit_is_dropped(mock, client):
 
 def test_a_body_at_the_limit_is_kept(mock, client, monkeypatch):
     body = json.dumps({"id": LINK, "pad": "x" * 1000})
-    monkeypatch.setattr("worker.belvo.MAX_BODY_BYTES", len(body))
+    monkeypatch.setattr("mfa.belvo.MAX_BODY_BYTES", len(body))
     mock.patch(LINKS_URL, body=body, status=200, content_type="application/json")
     answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
     assert answer.is_json and answer.body["id"] == LINK

@@ -11,7 +11,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.config import ConfigError, Settings
+from mfa.errors import ConfigError
+from mfa.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "k" * 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.store import token_key
+from mfa.keys import token_key
 from tests.support import first
 
 

@@ -1,23 +1,24 @@
 """The OpenAPI document: a valid 3.1 document of every /v1 route, and the live service keeps to it.
 
-The contract test is schemathesis's pytest integration against the shared stack (gunicorn, Redis, the
-RQ worker and the sandbox): generated requests, authenticated with an API key, a bounded number of
-examples per operation, every answer checked against the document.
+The contract test is schemathesis's pytest integration against the app through its WSGI transport, on
+the real Redis with the sandbox's 428s: generated requests, authenticated with an API key, a bounded
+number of examples per operation, every answer checked against the document.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 import jsonschema_rs
-import requests
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
 
 from app import register_blueprints
 from app.openapi import build_document
-from tests.support import API_KEY, Api, Sandbox
+from tests.inprocess import InProcessApi
+from tests.support import API_KEY, Sandbox
 
 EXAMPLES_PER_OPERATION = 25
 # Checks excluded until the bug each names is fixed; remove an entry with its fix.
@@ -53,8 +54,8 @@ def _mounted_v1_operations() -> set[tuple[str, str]]:
     }
 
 
-def test_the_document_is_valid_openapi_31_listing_every_v1_route(api: Api):
-    r = requests.get(f"{api.url}/openapi.json", timeout=10)
+def test_the_document_is_valid_openapi_31_listing_every_v1_route(api: InProcessApi):
+    r = api.request("GET", "/openapi.json", credential=None)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
     doc = r.json()
     assert doc["openapi"].startswith("3.1.")
@@ -86,11 +87,25 @@ def _routes_only_app() -> Flask:
 # `Node._nodeid`, which pytest 9.2 no longer has), so the document is built at collection from the same
 # routes the service mounts; the test below checks that the live service serves exactly this document.
 DOCUMENT = build_document(_routes_only_app())
+
+
+class _TestApp:
+    """The WSGI app schemathesis calls: each test points it at that test's in-process service."""
+
+    app: Flask | None = None
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        assert self.app is not None
+        return self.app(environ, start_response)
+
+
+TEST_APP = _TestApp()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
+schema.app = TEST_APP  # schemathesis's WSGI transport, for every call it makes (auth probes included)
 
 
-def test_the_service_serves_the_document_the_contract_test_uses(api: Api):
-    assert requests.get(f"{api.url}/openapi.json", timeout=10).json() == DOCUMENT
+def test_the_service_serves_the_document_the_contract_test_uses(api: InProcessApi):
+    assert api.request("GET", "/openapi.json", credential=None).json() == DOCUMENT
 
 
 @schema.parametrize()
@@ -105,7 +120,9 @@ def test_the_service_serves_the_document_the_contract_test_uses(api: Api):
         HealthCheck.function_scoped_fixture,
     ],
 )
-def test_every_answer_keeps_to_the_document(case: schemathesis.Case, api: Api, sandbox: Sandbox) -> None:
+def test_every_answer_keeps_to_the_document(
+    case: schemathesis.Case, api: InProcessApi, sandbox: Sandbox
+) -> None:
     positive = case.meta is None or not case.meta.generation.mode.is_negative
     if positive and case.path_parameters and "session_id" in case.path_parameters:
         # A generated id names no session (404 only); a real one reaches 200, 202, 409 and 422 answers.
@@ -113,6 +130,7 @@ def test_every_answer_keeps_to_the_document(case: schemathesis.Case, api: Api, s
         case.path_parameters["session_id"] = api.created(sandbox.pause())["id"]
     # Default checks: not_a_server_error, status_code_conformance, content_type_conformance,
     # response_headers_conformance, response_schema_conformance, and the negative-data checks.
+    TEST_APP.app = api.app
     case.call_and_validate(
         base_url=api.url,
         headers={"Authorization": f"Bearer {API_KEY}"},

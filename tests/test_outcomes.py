@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from worker.belvo import UpstreamAnswer
-from worker.outcomes import Verdict, decide
+from mfa.belvo import UpstreamAnswer
+from mfa.outcomes import Verdict, decide
 
 LINK = "8848bd0c-9c7e-4f53-a732-ec896b11d4c4"
 LINK_OBJECT = {"id": LINK, "institution": "heimdall_mx_retail", "status": "valid"}

@@ -1,9 +1,8 @@
-"""Security properties over real HTTP: client secrets, API-key rotation, CORS, security headers, body
-limits and error answers (secrets hygiene is tests/test_secrets.py).
+"""Security properties of the app: client secrets, API-key rotation, CORS, security headers, body limits
+and error answers (secrets hygiene is tests/system/test_secrets.py).
 
-The shared stack (tests/conftest.py) serves the client-secret tests; CORS, 429 and 503 need settings of their
-own, so this module also starts a gunicorn with CORS origins and a tight per-session limit, and one
-whose Redis is down.
+CORS, 429 and 503 need settings of their own: this module builds an app with CORS origins and a tight
+per-session limit, and one whose Redis is down.
 """
 
 from __future__ import annotations
@@ -12,16 +11,16 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
 
-from app.config import ConfigError, Settings
 from app.cors import origin_patterns
-from devstack.processes import Proc, free_port, start_redis, start_web
-from tests.support import API_KEY, SECOND_API_KEY, Api, redis_values
+from devstack.processes import free_port
+from mfa.errors import ConfigError
+from mfa.settings import Settings
+from tests.inprocess import InProcessApi, service_api
+from tests.support import API_KEY, SECOND_API_KEY, redis_values
 
 ORIGIN = "https://app.example.com"
 LOCAL_ORIGIN = "http://localhost:3000"
@@ -37,63 +36,39 @@ REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
 TRACE = re.compile(r"Traceback|File \"[^\"]+\", line \d+|\.py\b")
 
 
-# --- stacks of this module -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("security")
-
-
-@pytest.fixture(scope="module")
-def sec_redis(sec_dir: Path) -> Iterator[Proc]:
-    proc = start_redis(sec_dir / "redis", sec_dir / "logs", name="sec-redis")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def cors_web(sec_redis: Proc, sec_dir: Path) -> Iterator[Proc]:
-    """CORS for two origins; one token submission a minute per session, so a second one answers 429."""
-    env = {
-        "REDIS_URL": sec_redis.url,
-        "API_KEYS": API_KEY,
-        "CORS_ORIGINS": f"{ORIGIN}, {LOCAL_ORIGIN}",
-        "RATE_LIMIT_PER_MINUTE": "100000",
-        "SESSION_RATE_LIMIT_PER_MINUTE": "1",
-    }
-    proc = start_web(env, sec_dir / "logs", workers=1, name="sec-web")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def storeless_web(sec_dir: Path) -> Iterator[Proc]:
-    """A web process whose Redis is down (nothing listens on its port)."""
-    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "API_KEYS": API_KEY}
-    proc = start_web(env, sec_dir / "logs", workers=1, name="sec-web-storeless")
-    yield proc
-    proc.stop()
+# --- apps of this module ---------------------------------------------------------------------------
 
 
 @pytest.fixture
-def cors_api(cors_web: Proc) -> Api:
-    return Api(cors_web.url)
+def cors_api(make_api) -> InProcessApi:
+    """CORS for two origins; one token submission a minute per session, so a second one answers 429."""
+    return make_api(
+        CORS_ORIGINS=f"{ORIGIN}, {LOCAL_ORIGIN}",
+        RATE_LIMIT_PER_MINUTE="100000",
+        SESSION_RATE_LIMIT_PER_MINUTE="1",
+    )
+
+
+@pytest.fixture
+def storeless_api(service_env) -> InProcessApi:
+    """An app whose Redis is down (nothing listens on its port)."""
+    return service_api({**service_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
 
 
 def _pause() -> dict:
     return {"session": uuid.uuid4().hex, "link": str(uuid.uuid4()), "expiry": 600}
 
 
-def _preflight(url: str, origin: str, method: str, headers: str = REQUEST_HEADERS) -> requests.Response:
-    return requests.options(
-        url,
+def _preflight(api: InProcessApi, path: str, origin: str, method: str, headers: str = REQUEST_HEADERS) -> Any:
+    return api.request(
+        "OPTIONS",
+        path,
+        credential=None,
         headers={
             "Origin": origin,
             "Access-Control-Request-Method": method,
             "Access-Control-Request-Headers": headers,
         },
-        timeout=10,
     )
 
 
@@ -101,7 +76,7 @@ def _listed(value: str | None) -> set[str]:
     return {part.strip().lower() for part in (value or "").split(",") if part.strip()}
 
 
-def _assert_problem(r: requests.Response, status: int, code: str) -> None:
+def _assert_problem(r: Any, status: int, code: str) -> None:
     assert r.status_code == status, r.text
     assert r.headers["Content-Type"].startswith("application/problem+json")
     body = r.json()
@@ -109,9 +84,9 @@ def _assert_problem(r: requests.Response, status: int, code: str) -> None:
     assert not TRACE.search(r.text), r.text  # no stack trace, no source path
 
 
-def _assert_security_headers(r: requests.Response) -> None:
+def _assert_security_headers(r: Any) -> None:
     for name, value in SECURITY_HEADERS.items():
-        assert r.headers.get(name) == value, (r.request.method, r.url, r.status_code, name)
+        assert r.headers.get(name) == value, (r.status_code, name)
 
 
 # --- client secrets and API keys -------------------------------------------------------------------
@@ -137,13 +112,13 @@ def test_client_secrets_are_stored_only_as_their_hash(api, sandbox, redis):
 
 
 def test_every_listed_api_key_is_accepted_during_a_rotation(api, sandbox):
-    old = Api(api.url, API_KEY)
-    new = Api(api.url, SECOND_API_KEY)
+    old = api.as_key(API_KEY)
+    new = api.as_key(SECOND_API_KEY)
     s = old.created(sandbox.pause())
     t = new.created(sandbox.pause())
     for client in (old, new):
         assert client.get(s["id"]).status_code == 200 and client.get(t["id"]).status_code == 200
-    retired = Api(api.url, "test-api-key-retired-0000000000")
+    retired = api.as_key("test-api-key-retired-0000000000")
     _assert_problem(retired.create(sandbox.pause()), 401, "invalid_credentials")
     _assert_problem(retired.get(s["id"]), 404, "session_not_found")
 
@@ -151,17 +126,17 @@ def test_every_listed_api_key_is_accepted_during_a_rotation(api, sandbox):
 # --- CORS ------------------------------------------------------------------------------------------
 
 
-def _frontend_routes(api: Api) -> list[tuple[str, str]]:
+def _frontend_routes(api: InProcessApi) -> list[tuple[str, str]]:
     s = api.created(_pause())
-    base = f"{api.url}/v1/sessions/{s['id']}"
+    base = f"/v1/sessions/{s['id']}"
     return [("GET", base), ("POST", f"{base}/token"), ("POST", f"{base}/cancel")]
 
 
 @pytest.mark.parametrize("origin", [ORIGIN, LOCAL_ORIGIN])
 def test_cors_preflight_allows_the_listed_origins_on_the_frontend_routes(cors_api, origin):
-    for method, url in _frontend_routes(cors_api):
-        r = _preflight(url, origin, method)
-        assert r.status_code == 200, (method, url, r.text)
+    for method, path in _frontend_routes(cors_api):
+        r = _preflight(cors_api, path, origin, method)
+        assert r.status_code == 200, (method, path, r.text)
         assert r.headers["Access-Control-Allow-Origin"] == origin
         assert method.lower() in _listed(r.headers["Access-Control-Allow-Methods"])
         assert _listed(r.headers["Access-Control-Allow-Headers"]) == _listed(REQUEST_HEADERS)
@@ -207,9 +182,9 @@ def test_cors_answers_expose_the_headers_a_frontend_reads(cors_api):
     ],
 )
 def test_cors_gives_other_origins_nothing(cors_api, origin):
-    for method, url in _frontend_routes(cors_api):
-        r = _preflight(url, origin, method)
-        assert "Access-Control-Allow-Origin" not in r.headers, (origin, url)
+    for method, path in _frontend_routes(cors_api):
+        r = _preflight(cors_api, path, origin, method)
+        assert "Access-Control-Allow-Origin" not in r.headers, (origin, path)
         assert "Access-Control-Allow-Headers" not in r.headers
         _assert_security_headers(r)
     s = cors_api.created(_pause())
@@ -218,13 +193,13 @@ def test_cors_gives_other_origins_nothing(cors_api, origin):
 
 
 def test_cors_allows_only_the_listed_request_headers(cors_api):
-    method, url = _frontend_routes(cors_api)[1]
-    r = _preflight(url, ORIGIN, method, "Content-Type, X-Evil, Cookie")
+    method, path = _frontend_routes(cors_api)[1]
+    r = _preflight(cors_api, path, ORIGIN, method, "Content-Type, X-Evil, Cookie")
     assert _listed(r.headers.get("Access-Control-Allow-Headers")) == {"content-type"}
 
 
 def test_no_cors_on_backend_routes_or_without_an_origin(cors_api):
-    r = _preflight(f"{cors_api.url}/v1/sessions", ORIGIN, "POST")
+    r = _preflight(cors_api, "/v1/sessions", ORIGIN, "POST")
     assert "Access-Control-Allow-Origin" not in r.headers
     r = cors_api.request(
         "POST", "/v1/sessions", json={"token_required": _pause()}, headers={"Origin": ORIGIN}
@@ -261,7 +236,7 @@ def test_cors_wildcard_only_when_given_and_origins_match_whole():
 # --- security headers, error answers, body limits --------------------------------------------------
 
 
-def test_security_headers_on_every_answer_including_errors(cors_api, storeless_web):
+def test_security_headers_on_every_answer_including_errors(cors_api, storeless_api):
     s = cors_api.created(_pause())
     sid, secret = s["id"], s["client_secret"]
     big = json.dumps({"token": "1", "pad": "x" * 70_000})
@@ -274,7 +249,7 @@ def test_security_headers_on_every_answer_including_errors(cors_api, storeless_w
         413: cors_api.request("POST", "/v1/sessions", data=big),
         422: cors_api.request("POST", "/v1/sessions", json={"token_required": []}),
         429: cors_api.submit(sid, "1", credential=secret),
-        503: Api(storeless_web.url).get(sid),
+        503: storeless_api.get(sid),
         401: cors_api.get(sid, credential=None),
     }
     codes = {
@@ -292,13 +267,13 @@ def test_security_headers_on_every_answer_including_errors(cors_api, storeless_w
         if status in codes:
             _assert_problem(r, status, codes[status])
     assert answers[503].headers["Retry-After"] and answers[429].headers["Retry-After"]
-    preflight = _preflight(f"{cors_api.url}/v1/sessions/{sid}/token", ORIGIN, "POST")
+    preflight = _preflight(cors_api, f"/v1/sessions/{sid}/token", ORIGIN, "POST")
     assert preflight.status_code == 200
     _assert_security_headers(preflight)
 
 
-def test_the_storeless_service_answers_503_on_every_session_route(storeless_web):
-    api = Api(storeless_web.url)
+def test_the_storeless_service_answers_503_on_every_session_route(storeless_api):
+    api = storeless_api
     sid = f"mfa_{'0' * 32}"
     for r in (api.get(sid), api.submit(sid), api.cancel(sid), api.create(_pause())):
         _assert_problem(r, 503, "store_unavailable")
@@ -319,6 +294,3 @@ def test_bodies_over_64_kib_are_refused_with_413(api, sandbox, route):
     over = api.request("POST", path, data=body(64 * 1024 + 1), headers={"Content-Type": "application/json"})
     _assert_problem(over, 413, "payload_too_large")
     assert api.get(s["id"]).json()["status"] == "awaiting_token"
-
-
-# --- secrets hygiene -------------------------------------------------------------------------------

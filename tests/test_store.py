@@ -1,34 +1,29 @@
-"""The session state machine in app/store.py against a real Redis; time is driven through `now_ms`.
+"""The session state machine in mfa/store.py against a real Redis; time is driven through `now_ms`.
 
-The sessions here live in 2023 (T0), so they use database 1 of the test Redis: the running worker's
-sweeper, on database 0 with the real clock, would otherwise expire them mid-test.
+The sessions here live in 2023 (T0): nothing else runs against the fast tier's Redis, so no sweeper
+with the real clock expires them mid-test. Jobs go to RQ's real queue through the store's Dispatcher.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from redis import Redis
 from redis.client import Pipeline
+from rq import Queue
 
-from app.exceptions import DuplicateSession, SessionExpired, SessionNotAwaitingToken
-from app.models import MfaSession, SessionStatus
-from app.store import (
-    EXPIRY_ZSET,
-    LEASES_ZSET,
-    RETRIES_ZSET,
-    TOKEN_GRACE_MS,
-    SessionStore,
-    belvo_key,
-    creds_key,
-    session_key,
-    token_key,
-)
-from devstack.processes import Proc
+from devstack.processes import wait_for
+from mfa.clock import now_ms
+from mfa.dispatch import Dispatcher
+from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken
+from mfa.keys import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, belvo_key, creds_key, session_key, token_key
+from mfa.pause import TokenRequired
+from mfa.session import ClaimVerdict, MfaSession, NewSession, SessionStatus
+from mfa.store import TOKEN_GRACE_MS, SessionStore
 
 T0 = 1_700_000_000_000
 EXPIRY_MS = 600_000
@@ -41,84 +36,85 @@ CALLED_AT = T0 + 2_000
 LINK = "8848bd0c-9c7e-4f53-a732-ec896b11d4c4"
 CHALLENGE = {"type": "numeric", "instructions": "Enter the code", "expects_user_input": True}
 QR_CHALLENGE = {"type": "qr_code", "value": "qr-data", "expects_user_input": True}
+QR_STORED = {"instructions": None, **QR_CHALLENGE}  # as Belvo's 428 is read: every known field named
 REQUEST = {"institution": "heimdall_mx_retail", "access_mode": "single"}
 SEALED = b"gAAAAA-sealed-bank-credentials"
-MARKER = "mfa:test-marker"
+
+
+class Hooked(Dispatcher):
+    """The real Dispatcher (RQ's queue), with a hook that sees the transaction the job joins."""
+
+    def __init__(self, queue: Queue, hook: Callable[[Pipeline, MfaSession, int], None] | None = None) -> None:
+        super().__init__(queue, upstream_timeout_seconds=1, failure_ttl_seconds=60)
+        object.__setattr__(self, "hook", hook)
+
+    def enqueue(self, pipe: Pipeline, session: MfaSession, *, now_ms: int, attempt: int = 1) -> None:
+        super().enqueue(pipe, session, now_ms=now_ms, attempt=attempt)
+        if self.hook is not None:
+            self.hook(pipe, session, attempt)
 
 
 @pytest.fixture
-def redis(redis_server: Proc) -> Iterator[Redis]:
-    """Database 1 of the test Redis, emptied: out of reach of the worker's real-time sweeper."""
-    client = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/1")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def queue(redis: Redis) -> Queue:
+    return Queue("belvo-resume", connection=redis)
 
 
 @pytest.fixture
-def store(redis: Redis) -> SessionStore:
-    return SessionStore(redis, RETENTION_MS // 1000)
+def store(redis: Redis, queue: Queue) -> SessionStore:
+    return SessionStore(redis, RETENTION_MS // 1000, Hooked(queue))
 
 
-def no_enqueue(pipe: Pipeline, session: MfaSession) -> None:
-    pass
+def hooked(store: SessionStore, hook: Callable[[Pipeline, MfaSession, int], None]) -> SessionStore:
+    """The same store, its Dispatcher calling `hook` inside each transaction that enqueues."""
+    return SessionStore(store.redis, RETENTION_MS // 1000, Hooked(store.dispatcher.queue, hook))
 
 
 def create(store: SessionStore, belvo_session: str = "belvo-1", challenge: Any = CHALLENGE) -> MfaSession:
     """A session paused on a 428 the backend got: awaiting_token at T0."""
-    return store.create(
-        belvo_session=belvo_session,
-        link=LINK,
-        expiry_seconds=EXPIRY_MS // 1000,
-        challenge=challenge,
+    new = NewSession(
+        status=SessionStatus.AWAITING_TOKEN,
         resource="links",
-        save_data=None,
-        external_ref="order-42",
         secret_hash="secret-hash",
-        now_ms=T0,
+        expiry_seconds=EXPIRY_MS // 1000,
+        link=LINK,
+        external_ref="order-42",
+        belvo_session=belvo_session,
+        challenge=challenge,
     )
+    return store.create(new, T0)
 
 
-def call_pending(store: SessionStore, status: SessionStatus, enqueue: Any = no_enqueue) -> MfaSession:
+def call_pending(store: SessionStore, status: SessionStatus) -> MfaSession:
     """A session whose first call (register or retrieve) is still to make, created at T0."""
-    return store.create_calling(
+    new = NewSession(
         status=status,
         resource="links",
-        link=None,
-        request=REQUEST,
-        encrypted_credentials=SEALED,
-        external_ref=None,
         secret_hash="secret-hash",
-        deadline_seconds=DEADLINE_MS // 1000,
-        now_ms=T0,
-        enqueue=enqueue,
+        expiry_seconds=DEADLINE_MS // 1000,
+        request=REQUEST,
+        sealed_credentials=SEALED,
     )
+    return store.create(new, T0)
 
 
 def submitted(store: SessionStore, token: str = "111111") -> MfaSession:
     session = create(store)
-    store.submit_token(session.id, token, SUBMITTED_AT, no_enqueue)
+    store.submit_token(session.id, token, SUBMITTED_AT)
     return session
 
 
 def in_call(store: SessionStore) -> MfaSession:
     session = submitted(store)
-    assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict == "go"
+    assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict is ClaimVerdict.GO
     return session
 
 
 def next_step(store: SessionStore, session_id: str, step: int, belvo_session: str, now: int) -> bool:
     """Belvo's 428 to the step's call: a new Belvo session, a QR challenge, 60 s to answer."""
-    return store.next_step(
-        session_id,
-        step,
-        belvo_session=belvo_session,
-        link=LINK,
-        challenge=QR_CHALLENGE,
-        expiry_seconds=60,
-        now_ms=now,
+    pause = TokenRequired.model_validate(
+        {"session": belvo_session, "link": LINK, "expiry": 60, "token_generation_data": QR_CHALLENGE}
     )
+    return store.next_step(session_id, step, pause, now)
 
 
 def assert_pttl(redis: Redis, key: str, expected_ms: int) -> None:
@@ -168,19 +164,19 @@ def test_create_refuses_a_second_session_for_one_belvo_session(store, redis):
     assert [k.decode() for k in redis.scan_iter("mfa:session:*")] == [session_key(first.id)]
 
 
-def test_create_calling_writes_the_session_its_credentials_and_its_job_at_once(store, redis):
-    seen: list[tuple[MfaSession, bool, int]] = []
+def test_create_calling_writes_the_session_its_credentials_and_its_job_at_once(store, redis, queue):
+    seen: list[tuple[MfaSession, bool, int, int]] = []
 
-    def enqueue(pipe: Pipeline, session: MfaSession) -> None:
-        pipe.set(MARKER, "1")
-        seen.append((session, pipe.explicit_transaction, redis.exists(session_key(session.id))))
+    def hook(pipe: Pipeline, session: MfaSession, attempt: int) -> None:
+        seen.append((session, pipe.explicit_transaction, redis.exists(session_key(session.id)), queue.count))
 
-    session = call_pending(store, SessionStatus.REGISTERING, enqueue)
+    session = call_pending(hooked(store, hook), SessionStatus.REGISTERING)
     # RQ's enqueue joins a MULTI already begun: the record and its job are committed together.
-    assert seen == [(session, True, 0)] and redis.get(MARKER) == b"1"
+    assert seen == [(session, True, 0, 0)]
+    assert queue.job_ids == [f"register_link-{session.id}-s1-a1"]
     assert store.get(session.id) == session
     assert (session.status, session.step, session.belvo_session) == (SessionStatus.REGISTERING, 1, None)
-    assert store.call_inputs(session.id) == (REQUEST, SEALED)
+    assert (session.request, store.sealed_credentials(session.id)) == (REQUEST, SEALED)
     assert redis.zscore(EXPIRY_ZSET, session.id) == T0 + DEADLINE_MS
     assert_pttl(redis, creds_key(session.id), DEADLINE_MS)
     assert_pttl(redis, session_key(session.id), DEADLINE_MS + RETENTION_MS)
@@ -196,76 +192,72 @@ def test_a_first_call_not_made_by_its_deadline_expires_and_forgets_the_credentia
 def test_a_428_to_the_first_call_opens_step_1_and_forgets_the_credentials(store):
     session = call_pending(store, SessionStatus.REGISTERING)
     claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
-    assert (claim.verdict, claim.token, claim.attempt) == ("go", None, 1)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, None, 1)
     assert next_step(store, session.id, 1, "belvo-1", CALLED_AT)
-    assert_awaiting(store, session.id, 1, "belvo-1", CALLED_AT, 60_000, QR_CHALLENGE)
+    assert_awaiting(store, session.id, 1, "belvo-1", CALLED_AT, 60_000, QR_STORED)
 
 
 def test_submit_token_stores_the_token_until_expiry(store, redis):
     session = create(store)
-    result = store.submit_token(session.id, "111111", SUBMITTED_AT, no_enqueue)
+    result = store.submit_token(session.id, "111111", SUBMITTED_AT)
     assert result.status is SessionStatus.SUBMITTED
     assert store.get(session.id).status is SessionStatus.SUBMITTED
     assert redis.get(token_key(session.id)) == b"111111"
     assert_pttl(redis, token_key(session.id), EXPIRES_AT - SUBMITTED_AT + TOKEN_GRACE_MS)
 
 
-def test_submit_token_commits_what_enqueue_adds_in_one_transaction(store, redis):
+def test_submit_token_commits_the_resume_job_in_one_transaction(store, redis, queue):
     session = create(store)
-    seen: list[tuple[MfaSession, bool, int]] = []
+    seen: list[tuple[MfaSession, bool, int, int]] = []
 
-    def enqueue(pipe: Pipeline, submitted: MfaSession) -> None:
-        pipe.set(MARKER, "1")
-        seen.append(
-            (submitted, isinstance(pipe, Pipeline) and pipe.explicit_transaction, redis.exists(MARKER))
-        )
+    def hook(pipe: Pipeline, submitted: MfaSession, attempt: int) -> None:
+        seen.append((submitted, pipe.explicit_transaction, queue.count, redis.exists(token_key(session.id))))
 
-    store.submit_token(session.id, "111111", SUBMITTED_AT, enqueue)
-    [(passed, in_multi, marker_before_commit)] = seen
+    hooked(store, hook).submit_token(session.id, "111111", SUBMITTED_AT)
+    [(passed, in_multi, queued_before_commit, token_before_commit)] = seen
     assert (passed.id, passed.status) == (session.id, SessionStatus.SUBMITTED)
     assert in_multi  # RQ's enqueue joins a MULTI already begun instead of opening its own
-    assert marker_before_commit == 0  # queued in the transaction, not run on its own
-    assert redis.get(MARKER) == b"1"
+    assert (queued_before_commit, token_before_commit) == (0, 0)  # queued in the transaction, not run alone
+    assert queue.job_ids == [f"resume_session-{session.id}-s1-a1"]
+    assert redis.get(token_key(session.id)) == b"111111"
 
 
-def test_submit_token_commits_nothing_when_enqueue_fails(store, redis):
+def test_submit_token_commits_nothing_when_enqueue_fails(store, redis, queue):
     session = create(store)
 
-    def enqueue(pipe: Pipeline, submitted: MfaSession) -> None:
-        pipe.set(MARKER, "1")
+    def hook(pipe: Pipeline, submitted: MfaSession, attempt: int) -> None:
         raise RuntimeError("queue refused")
 
     with pytest.raises(RuntimeError):
-        store.submit_token(session.id, "111111", SUBMITTED_AT, enqueue)
+        hooked(store, hook).submit_token(session.id, "111111", SUBMITTED_AT)
     assert store.get(session.id).status is SessionStatus.AWAITING_TOKEN
-    assert not redis.exists(MARKER, token_key(session.id))
+    assert not redis.exists(token_key(session.id)) and queue.count == 0
 
 
 def test_a_second_submit_is_refused_and_keeps_the_first_token(store, redis):
     session = submitted(store, "111111")
     with pytest.raises(SessionNotAwaitingToken) as refused:
-        store.submit_token(session.id, "999999", SUBMITTED_AT + 1, no_enqueue)
+        store.submit_token(session.id, "999999", SUBMITTED_AT + 1)
     assert refused.value.status is SessionStatus.SUBMITTED
     assert redis.get(token_key(session.id)) == b"111111"
 
 
-def test_submit_past_expiry_raises_and_expires_the_session(store):
+def test_submit_past_expiry_raises_and_expires_the_session(store, queue):
     session = create(store)
-    enqueued: list[MfaSession] = []
     with pytest.raises(SessionExpired):
-        store.submit_token(session.id, "111111", EXPIRES_AT, lambda pipe, s: enqueued.append(s))
-    assert enqueued == []
+        store.submit_token(session.id, "111111", EXPIRES_AT)
+    assert queue.count == 0
     assert_closed(store, session.id, SessionStatus.EXPIRED, "session_expired")
 
 
-def test_of_twenty_concurrent_submits_exactly_one_commits(store, redis):
+def test_of_twenty_concurrent_submits_exactly_one_commits(store, redis, queue):
     session = create(store)
     start = threading.Barrier(20)
 
     def submit(i: int) -> str:
         start.wait()
         try:
-            store.submit_token(session.id, f"{i:06d}", SUBMITTED_AT, lambda pipe, s: pipe.incr(MARKER))
+            store.submit_token(session.id, f"{i:06d}", SUBMITTED_AT)
         except SessionNotAwaitingToken:
             return "refused"
         return f"{i:06d}"
@@ -273,17 +265,17 @@ def test_of_twenty_concurrent_submits_exactly_one_commits(store, redis):
     with ThreadPoolExecutor(max_workers=20) as pool:
         winners = [r for r in pool.map(submit, range(20)) if r != "refused"]
     assert len(winners) == 1
-    assert redis.get(MARKER) == b"1"
+    assert queue.count == 1
     assert redis.get(token_key(session.id)) == winners[0].encode()
 
 
 def test_no_token_is_stored_when_the_challenge_expects_no_input(store, redis):
     session = create(store, challenge={"type": "qr", "value": "qr-data", "expects_user_input": False})
-    store.submit_token(session.id, "111111", SUBMITTED_AT, no_enqueue)
+    store.submit_token(session.id, "111111", SUBMITTED_AT)
     assert store.get(session.id).status is SessionStatus.SUBMITTED
     assert not redis.exists(token_key(session.id))
     claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
-    assert (claim.verdict, claim.token, claim.attempt) == ("go", None, 1)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, None, 1)
 
 
 def test_cancel_closes_an_awaiting_session(store):
@@ -337,7 +329,7 @@ def test_expire_due_closes_a_submitted_session_between_calls(store, calls, statu
 def test_begin_call_hands_out_the_token_under_a_lease(store, redis):
     session = submitted(store)
     claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
-    assert (claim.verdict, claim.token, claim.attempt) == ("go", "111111", 1)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, "111111", 1)
     assert claim.session is not None and claim.session.in_flight
     assert redis.zscore(LEASES_ZSET, session.id) == CALLED_AT + LEASE_MS
 
@@ -378,25 +370,24 @@ def test_release_call_lists_the_retry_and_only_its_attempt_may_call(store, redis
     assert store.begin_call(session.id, 1, CALLED_AT + 3, LEASE_MS, attempt=2).verdict == "stale"
 
 
-def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, redis):
+def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, redis, queue):
     session = in_call(store)
     retry_at = CALLED_AT + 1000
     store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=False)
-    enqueued: list[int] = []
+    queue.empty()
+    enqueued: list[tuple[int, bool]] = []
+    retrying = hooked(store, lambda pipe, s, attempt: enqueued.append((attempt, pipe.explicit_transaction)))
 
-    def enqueue(pipe, s, attempt):
-        enqueued.append(attempt)
-        pipe.incr("mfa:test-enqueued")
-
-    assert not store.promote_retry(session.id, retry_at - 1, enqueue)  # not due: the job is a no-op
+    assert not retrying.promote_retry(session.id, retry_at - 1)  # not due: the job is a no-op
     assert redis.zscore(RETRIES_ZSET, session.id) == retry_at
     assert store.begin_call(session.id, 1, retry_at - 1, LEASE_MS, attempt=2).verdict == "stale"
-    assert store.promote_retry(session.id, retry_at, enqueue)
+    assert retrying.promote_retry(session.id, retry_at)
     assert redis.zscore(RETRIES_ZSET, session.id) is None
-    assert enqueued == [2, 2] and redis.get("mfa:test-enqueued") == b"2"  # in the same MULTI, both times
+    assert enqueued == [(2, True), (2, True)]  # in the same MULTI, both times
+    assert queue.job_ids == [f"resume_session-{session.id}-s1-a2"] * 2  # the same attempt's job, twice
     assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=1).verdict == "stale"
     claim = store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2)
-    assert (claim.verdict, claim.token, claim.attempt) == ("go", "111111", 2)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, "111111", 2)
     assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2).verdict == "busy"
 
 
@@ -420,8 +411,8 @@ def test_finishing_twice_or_another_step_returns_false(store):
 def test_next_step_reopens_the_session_at_step_2(store):
     session = in_call(store)
     assert next_step(store, session.id, 1, "belvo-2", CALLED_AT + 1)
-    assert_awaiting(store, session.id, 2, "belvo-2", CALLED_AT + 1, 60_000, QR_CHALLENGE)
-    assert store.submit_token(session.id, "222222", CALLED_AT + 2, no_enqueue).step == 2
+    assert_awaiting(store, session.id, 2, "belvo-2", CALLED_AT + 1, 60_000, QR_STORED)
+    assert store.submit_token(session.id, "222222", CALLED_AT + 2).step == 2
     assert not next_step(store, session.id, 1, "belvo-3", CALLED_AT + 3)
 
 
@@ -447,7 +438,40 @@ def test_abort_fails_the_step(store, mid_call, code):
 def test_a_stale_read_passed_to_submit_is_checked_under_watch(store, redis):
     session = create(store)
     seen = store.get(session.id)  # what a request read before another request's submit committed
-    store.submit_token(session.id, "111111", SUBMITTED_AT, no_enqueue, seen=seen)
+    store.submit_token(session.id, "111111", SUBMITTED_AT, seen=seen)
     with pytest.raises(SessionNotAwaitingToken):
-        store.submit_token(session.id, "999999", SUBMITTED_AT + 1, no_enqueue, seen=seen)
+        store.submit_token(session.id, "999999", SUBMITTED_AT + 1, seen=seen)
     assert redis.get(token_key(session.id)) == b"111111"
+
+
+def test_every_change_a_reader_sees_bumps_the_version(store):
+    session = create(store)
+    assert session.version == store.get(session.id).version == 1
+    assert store.submit_token(session.id, "999999", SUBMITTED_AT).version == 2
+    assert store.get(session.id).version == 2
+    store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    assert store.get(session.id).version == 2  # the lease is the worker's business
+    next_step(store, session.id, 1, "belvo-2", CALLED_AT + 1)
+    assert store.get(session.id).version == 3
+    store.cancel(session.id, CALLED_AT + 2)
+    assert store.get(session.id).version == 4
+
+
+def test_a_last_moment_claim_never_finds_the_token_gone(store):
+    now = now_ms()
+    new = NewSession(
+        status=SessionStatus.AWAITING_TOKEN,
+        resource="links",
+        secret_hash="unused",
+        expiry_seconds=1,
+        link=LINK,
+        belvo_session="belvo-last-moment",
+    )
+    session = store.create(new, now)
+    store.submit_token(session.id, "111111", now)
+    expires_at = session.expires_at_ms or 0
+    # Redis's own clock (the token's TTL) passes expires_at...
+    wait_for(lambda: now_ms() > expires_at + 50, 3, "expires_at to pass")
+    # ...while the job read its clock 1 ms before expires_at and runs its claim only now.
+    claim = store.begin_call(session.id, 1, expires_at - 1, lease_ms=2000)
+    assert not (claim.verdict is ClaimVerdict.GO and claim.token is None), claim

@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from types import FrameType
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
-from app.config import ConfigError, Settings
-from app.dispatch import enqueue_step
-from app.logs import configure_logging
-from app.services import now_ms
-from app.store import SessionStore
-from worker import jobs
+from mfa.connections import Role, connect
+from mfa.dispatch import ALL_PATHS
+from mfa.errors import ConfigError
+from mfa.logs import configure_logging
+from mfa.settings import Settings
+from mfa.store import SessionStore
+from worker import runtime
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
@@ -46,10 +48,27 @@ class ResumeWorker(SimpleWorker):
 
     max_connection_wait_time = 2.0
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.stop_requested = False
 
-def _wait_for_redis(redis: Redis, stop_requested: Callable[[], bool]) -> None:
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: note the warm shutdown, then let RQ finish the job in hand."""
+        self.stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+
+def check_job_paths() -> None:
+    """Fail start-up unless every job path the web and the sweeper enqueue resolves to a function here."""
+    for path in ALL_PATHS:
+        module, _, name = path.rpartition(".")
+        if not callable(getattr(importlib.import_module(module), name, None)):
+            raise ConfigError(f"job {path} does not resolve to a function in this worker")
+
+
+def _wait_for_redis(redis: Redis, worker: ResumeWorker) -> None:
     wait = 0.5
-    while not stop_requested():
+    while not worker.stop_requested:
         try:
             redis.ping()
             return
@@ -57,11 +76,6 @@ def _wait_for_redis(redis: Redis, stop_requested: Callable[[], bool]) -> None:
             log.warning("Redis unavailable; the worker retries in %.1fs", wait)
             time.sleep(wait)
             wait = min(wait * 2, 2.0)  # a PING every 2 s is cheap; recovery should be quick
-
-
-def _stop_requested(worker: ResumeWorker) -> bool:
-    # RQ notes a SIGTERM/SIGINT (warm shutdown) in these private fields; an idle worker only in the date.
-    return bool(worker._stop_requested or worker._shutdown_requested_date)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,24 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env().require_worker()
+        check_job_paths()
     except ConfigError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    redis = Redis.from_url(settings.redis_url, health_check_interval=30, socket_connect_timeout=2)
+    redis = connect(settings, Role.WORKER)
     queue = Queue(settings.resume_queue, connection=redis)
-    jobs.context(redis)  # the jobs' settings, store and Belvo client, built once for every job
+    runtime.install(runtime.build_runner(settings, redis))
     # The sweeper thread gets a client of its own, so its blocking calls never queue behind a job's.
-    sweeper_redis = Redis.from_url(
-        settings.redis_url, health_check_interval=30, socket_connect_timeout=2, socket_timeout=5
-    )
-    sweeper_queue = Queue(settings.resume_queue, connection=sweeper_redis)
     sweeper = Sweeper(
-        SessionStore(sweeper_redis, settings.session_retention_seconds),
-        lambda pipe, s, attempt: enqueue_step(
-            sweeper_queue, settings, pipe, s, now_ms=now_ms(), attempt=attempt
-        ),
-        settings.sweep_interval_seconds,
+        SessionStore.for_settings(settings, connect(settings, Role.SWEEPER)), settings.sweep_interval_seconds
     )
     sweeper.start()
     restarts = 0
@@ -101,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                 worker.work(burst=args.burst, logging_level=settings.log_level)
             except RedisError as exc:
                 log.error("RQ worker stopped on a Redis error (%s)", type(exc).__name__)
-            if args.burst or _stop_requested(worker):
+            if args.burst or worker.stop_requested:
                 break
             log.warning("RQ worker loop ended without a stop request; restarting once Redis answers")
             with contextlib.suppress(Exception):  # its pubsub thread would otherwise retry forever
-                worker.unsubscribe()
-            _wait_for_redis(redis, lambda w=worker: _stop_requested(w))
-            if _stop_requested(worker):
+                worker.unsubscribe()  # type: ignore[no-untyped-call]
+            _wait_for_redis(redis, worker)
+            if worker.stop_requested:
                 break
             restarts += 1
     finally:

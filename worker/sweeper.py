@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 
-from app.models import MfaSession
-from app.services import now_ms
-from app.store import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, SessionStore
+from mfa.clock import now_ms
+from mfa.keys import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET
+from mfa.store import SessionStore
 
 log = logging.getLogger(__name__)
 BATCH = 500
 
-Enqueue = Callable[[Pipeline, MfaSession, int], None]
 
-
-def sweep_once(store: SessionStore, enqueue: Enqueue, now: int) -> tuple[int, int, int]:
+def sweep_once(store: SessionStore, now: int) -> tuple[int, int, int]:
     """One pass: returns (sessions closed by expiry, calls recovered from dead workers, retries enqueued)."""
     expired = recovered = retried = 0
     while True:
@@ -40,23 +36,23 @@ def sweep_once(store: SessionStore, enqueue: Enqueue, now: int) -> tuple[int, in
             recovered += 1
             log.warning("session %s: worker died mid-call; closed as upstream_outcome_unknown", session_id)
     for session_id in store.due(RETRIES_ZSET, now, BATCH):
-        retried += store.promote_retry(session_id, now, enqueue)
+        retried += store.promote_retry(session_id, now)
     return expired, recovered, retried
 
 
 class Sweeper(threading.Thread):
     """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages."""
 
-    def __init__(self, store: SessionStore, enqueue: Enqueue, interval: float) -> None:
+    def __init__(self, store: SessionStore, interval: float) -> None:
         super().__init__(name="mfa-sweeper", daemon=True)
-        self.store, self.enqueue, self.interval = store, enqueue, interval
+        self.store, self.interval = store, interval
         self.stopping = threading.Event()
 
     def run(self) -> None:
         wait = self.interval
         while not self.stopping.wait(wait):
             try:
-                expired, _, _ = sweep_once(self.store, self.enqueue, now_ms())
+                expired, _, _ = sweep_once(self.store, now_ms())
                 if expired:
                     log.info("sweeper: %d session(s) expired", expired)
                 wait = self.interval

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
+# Belvo's resources with a data call and a resume PATCH; `links` has the register call instead.
+DataResource = Literal[
+    "accounts",
+    "transactions",
+    "balances",
+    "owners",
+    "invoices",
+    "incomes",
+    "recurring-expenses",
+    "risk-insights",
+]
+Resource = Literal["links", DataResource]  # nested Literals flatten: one enum, so errors name `resource`
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a Belvo answer larger than this is not one we can store
 
 

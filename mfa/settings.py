@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet
 
+from mfa.errors import ConfigError
 
-class ConfigError(RuntimeError):
-    """A required setting is missing or malformed; the message says which and why."""
+__all__ = ["ConfigError", "Settings"]
 
 
 def _split(raw: str) -> tuple[str, ...]:
@@ -64,12 +64,12 @@ class Settings:
         """Build settings from environment variables (or the given mapping)."""
         env = os.environ if env is None else env
 
-        def number(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+        def number(name: str, default: float, kind: type[float] = float, minimum: float = 0) -> float:
             raw = env.get(name, "").strip()
             if not raw:
                 return default
             try:
-                value = kind(raw)
+                value: float = kind(raw)
             except ValueError:
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
             if not math.isfinite(value):

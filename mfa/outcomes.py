@@ -6,12 +6,33 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from pydantic import ValidationError
-
-from app.models import TokenRequired
-from worker.belvo import UpstreamAnswer
+from mfa.belvo import UpstreamAnswer
+from mfa.pause import TokenRequired, first_of_list
+from mfa.session import OUTCOME_UNKNOWN
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many calls a step gets, and the wait between them (RESUME_MAX_ATTEMPTS, RESUME_BACKOFF_SECONDS)."""
+
+    max_attempts: int
+    backoff_seconds: float
+
+    def retry_at(
+        self, attempt: int, retry_after: float | None, now_ms: int, expires_at_ms: int
+    ) -> int | None:
+        """When attempt `attempt + 1` is due (ms), or None when retries are spent or would start too late.
+
+        The wait doubles with each attempt and is never shorter than Belvo's Retry-After; no retry is
+        listed that would start at or after expires_at, when Belvo's session is over.
+        """
+        delay = max(self.backoff_seconds * (2 ** (attempt - 1)), retry_after or 0.0)
+        due = now_ms + int(delay * 1000)
+        if attempt < self.max_attempts and due < expires_at_ms:
+            return due
+        return None
 
 
 class Verdict(str, Enum):
@@ -62,8 +83,19 @@ def _well_formed_result(resource: str, body: Any) -> bool:
     return isinstance(body, list)
 
 
-def decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
-    """Map Belvo's answer (None: no answer at all) onto the step's fate."""
+def decide(answer: UpstreamAnswer | None, resource: str, *, uncertain: bool = False) -> Decision:
+    """Map Belvo's answer (None: no answer at all) onto the step's fate.
+
+    `uncertain`: an earlier attempt of this step got no answer, so Belvo may have acted on it and spent
+    its session; a `session_expired` now then does not mean the user was too late.
+    """
+    decision = _decide(answer, resource)
+    if uncertain and decision.verdict is Verdict.FAILED and decision.outcome.get("code") == "session_expired":
+        return Decision(Verdict.FAILED, {**decision.outcome, **OUTCOME_UNKNOWN})
+    return decision
+
+
+def _decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
     if answer is None:
         return Decision(Verdict.RETRY, _outcome(None, "upstream_unavailable", "Belvo did not answer"))
     status = answer.status
@@ -75,10 +107,9 @@ def decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
             )
         return Decision(Verdict.SUCCEEDED, _outcome(answer, None, None, result=answer.body))
     if status == 428:
-        body = answer.body[0] if isinstance(answer.body, list) and answer.body else answer.body
         try:
-            pause = TokenRequired.model_validate(body)
-        except ValidationError:
+            pause = TokenRequired.model_validate(first_of_list(answer.body))
+        except ValueError:  # pydantic's ValidationError, or an empty list
             return Decision(
                 Verdict.FAILED,
                 _outcome(

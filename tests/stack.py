@@ -1,8 +1,8 @@
-"""Own stacks for fault tests: a redis-server, the sandbox, gunicorn and RQ workers with chosen settings.
+"""The one builder of real-process stacks: a redis-server, the sandbox, gunicorn and `python -m worker`.
 
-Tests that kill, stop or reconfigure processes run on a stack of their own, so the session-wide
-stack of tests/conftest.py never suffers from them. `own_stack` starts everything and stops
-whatever is still running when the block ends, failed starts included.
+The system tier (tests/system/) runs on these; every stack starts from tests.support.SERVICE_ENV, and
+a test overrides only what it is about. `build_stack` starts everything and stops whatever is still
+running when the block ends, failed starts included.
 """
 
 from __future__ import annotations
@@ -19,25 +19,9 @@ from typing import Any
 
 from redis import Redis
 
-from app.store import session_key
 from devstack.processes import Proc, children, start_redis, start_sandbox, start_web, start_worker, wait_for
-from tests.support import API_KEY, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api, Sandbox, first
-
-# Short timings, so faults end quickly; no rate limits, so bursts measure the state machine only.
-BASE_ENV = {
-    "API_KEYS": API_KEY,
-    "BELVO_SECRET_ID": BELVO_SECRET_ID,
-    "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
-    "UPSTREAM_TIMEOUT_SECONDS": "2",
-    "RESUME_MAX_ATTEMPTS": "3",
-    "RESUME_BACKOFF_SECONDS": "0.1",
-    "LEASE_SECONDS": "2",
-    "SWEEP_INTERVAL_SECONDS": "0.1",
-    "SESSION_RETENTION_SECONDS": "3600",
-    "RATE_LIMIT_PER_MINUTE": "0",
-    "SESSION_RATE_LIMIT_PER_MINUTE": "0",
-    "LOG_LEVEL": "INFO",
-}
+from mfa.keys import session_key
+from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, SERVICE_ENV, Api, Sandbox, first
 
 
 def descendants(pid: int) -> list[int]:
@@ -61,7 +45,7 @@ def process_gone(pid: int) -> bool:
 
 
 class Stack:
-    """The processes of one stack and clients for each; built by `own_stack`."""
+    """The processes of one stack and clients for each; built by `build_stack`."""
 
     def __init__(self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack) -> None:
         self.root, self.logs, self._exits = root, root / "logs", exits
@@ -69,7 +53,7 @@ class Stack:
         self.redis_proc = self._owned(start_redis(root / "redis", self.logs, appendonly=True))
         self.sandbox_proc = self._owned(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
         self.env = {
-            **BASE_ENV,
+            **SERVICE_ENV,
             "REDIS_URL": self.redis_proc.url,
             "BELVO_BASE_URL": self.sandbox_proc.url,
             **env,
@@ -167,11 +151,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def own_stack(root: Path, env: Mapping[str, str] | None = None, web_workers: int = 1) -> Iterator[Stack]:
-    """Redis (AOF on), the sandbox and gunicorn; workers are started by the test with start_worker."""
+def build_stack(
+    root: Path, env: Mapping[str, str] | None = None, *, web_workers: int = 1, workers: int = 0
+) -> Iterator[Stack]:
+    """Redis (AOF on), the sandbox, gunicorn with `web_workers` processes and `workers` RQ workers."""
     with contextlib.ExitStack() as exits:
         stack = Stack(root, env or {}, exits)
         stack.start_web(web_workers)
+        for _ in range(workers):
+            stack.start_worker()
         try:
             yield stack
         finally:

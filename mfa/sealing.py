@@ -28,6 +28,7 @@ class CredentialVault:
     def open(self, sealed: bytes) -> dict[str, Any]:
         """Decrypt what seal() produced."""
         try:
-            return json.loads(self._fernet.decrypt(sealed))
+            fields: dict[str, Any] = json.loads(self._fernet.decrypt(sealed))
+            return fields
         except (InvalidToken, ValueError):
             raise CredentialsUnreadable("stored credentials could not be decrypted") from None

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the message says which and why."""
+
+
 class SessionError(Exception):
     """Base of the domain errors."""
 

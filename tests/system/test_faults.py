@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.store import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, belvo_key, session_key, token_key
 from devstack.processes import wait_for
-from tests.stacks import Stack, descendants, epoch, own_stack, patches, wait_status
+from mfa.keys import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, belvo_key, session_key, token_key
+from tests.stack import Stack, build_stack, descendants, epoch, patches, wait_status
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, FINAL, Sandbox, first
 
 pytestmark = pytest.mark.slow
@@ -43,9 +43,12 @@ LONG_OUTAGE = 7.0  # outlasts redis-py's own retries (10 tries, backoff capped a
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"RESUME_MAX_ATTEMPTS": "10", "SESSION_RETENTION_SECONDS": str(int(RETENTION))}
-    with own_stack(tmp_path_factory.mktemp("faults"), env) as st:
-        st.start_worker()
+    env = {
+        "RESUME_MAX_ATTEMPTS": "10",
+        "SESSION_RETENTION_SECONDS": str(int(RETENTION)),
+        "UPSTREAM_TIMEOUT_SECONDS": str(int(TIMEOUT)),
+    }
+    with build_stack(tmp_path_factory.mktemp("faults"), env, workers=1) as st:
         yield st
 
 
@@ -58,7 +61,7 @@ def sb(stack: Stack) -> Sandbox:
 @pytest.fixture
 def crash_stack(tmp_path: Path) -> Iterator[Stack]:
     """A stack per test, for tests that kill or stop its processes; no worker until the test starts one."""
-    with own_stack(tmp_path, {"UPSTREAM_TIMEOUT_SECONDS": "10"}) as st:
+    with build_stack(tmp_path, {"UPSTREAM_TIMEOUT_SECONDS": "10"}) as st:
         yield st
 
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from app.config import Settings
 from devstack.processes import wait_for
+from mfa.settings import Settings
+from tests.stack import Stack, build_stack
 from tests.support import (
     API_KEY,
     BELVO_SECRET_PASSWORD,
@@ -23,6 +26,13 @@ from tests.support import (
     inflated,
     redis_values,
 )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """gunicorn with two processes and one `python -m worker`, as the Procfile runs them."""
+    with build_stack(tmp_path_factory.mktemp("secrets"), web_workers=2, workers=1) as st:
+        yield st
 
 
 def _rq_jobs(client: Redis) -> list[Job]:
@@ -48,8 +58,11 @@ def _rq_idle(client: Redis) -> bool:
     )
 
 
-def test_no_secret_reaches_a_log_line_or_redis(api, sandbox, redis, web, worker):
+def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     """Drive every flow with distinctive secrets, then search the web and worker logs and all of Redis."""
+    api, sandbox, redis = stack.api, stack.sandbox, stack.redis
+    web, worker = stack.web, stack.workers[0]
+    assert api is not None and web is not None
     bank_password = "numeric_code"  # the sandbox's MFA credentials: the password is fixed
     secrets: set[str] = {API_KEY, SECOND_API_KEY, BELVO_SECRET_PASSWORD, CREDENTIALS_KEY, bank_password}
     tokens = {"111111", "999999", "738291"}  # the sandbox decides by these; 738291 is rejected
@@ -131,3 +144,24 @@ def test_no_secret_reaches_a_log_line_or_redis(api, sandbox, redis, web, worker)
         assert not [v for v in dump if secret.encode() in v], f"a secret is in Redis: {secret[:6]}..."
     assert not [line for line in lines if token_pattern.search(line.encode())], "an MFA token is logged"
     assert not [v for v in dump if token_pattern.search(v)], "an MFA token is in Redis"
+
+
+def test_bank_credentials_never_reach_redis_or_logs(stack: Stack) -> None:
+    api, redis = stack.api, stack.redis
+    assert api is not None and stack.web is not None
+    username, password = "mfa_numeric", "numeric_code"
+    body = {"institution": "heimdall_mx_retail", "username": username, "password": password}
+    r = api.request("POST", "/v1/links", json=body)
+    assert r.status_code == 202, r.text
+    s = r.json()
+    seen_during = b"\n".join(redis_values(redis)).decode(errors="replace")
+    api.wait(s["id"], {"awaiting_token"})
+    assert api.submit(s["id"], "111111", credential=s["client_secret"]).status_code == 202
+    api.wait(s["id"])
+    for blob in (
+        seen_during,
+        b"\n".join(redis_values(redis)).decode(errors="replace"),
+        stack.web.log_text(),
+        stack.workers[0].log_text(),
+    ):
+        assert username not in blob and password not in blob

@@ -1,0 +1,15 @@
+"""The domain core shared by the web (app/) and the worker (worker/): no web framework, no RQ worker.
+
+settings    Settings.from_env(), the one place the environment is read
+clock       now_ms(), the wall clock every deadline is measured on
+session     MfaSession, its statuses, the one codec of its Redis hash, the expiry rule
+pause       Belvo's HTTP 428 "token required" body
+store       SessionStore: the state machine, every transition one atomic Redis operation
+            (transitions.lua holds the scripts, scripts.py calls them by name)
+dispatch    the web/worker contract: job names, and the Dispatcher that enqueues them
+belvo       BelvoClient: Belvo's HTTP API
+outcomes    what each Belvo answer means for a step, and the retry policy
+steps       one upstream call for one step: claim, call, record
+sealing     bank credentials sealed at rest
+errors      the domain's named errors
+"""

@@ -1,0 +1,56 @@
+"""The web/worker contract: which job makes a session's upstream call, and how it is enqueued.
+
+The web and the sweeper enqueue jobs by dotted path, so neither imports worker code; the worker checks
+at start-up that every path here resolves (worker/__main__.py). Only ids travel in a job, never a token
+or a credential (RQ stores job arguments in Redis).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from redis.client import Pipeline
+from rq import Callback, Queue
+
+from mfa.session import MfaSession, SessionStatus
+
+# The job that makes a session's upstream call, by the status the session is in while it waits.
+JOBS = {
+    SessionStatus.SUBMITTED: "worker.jobs.resume_session",
+    SessionStatus.REGISTERING: "worker.jobs.register_link",
+    SessionStatus.RETRIEVING: "worker.jobs.retrieve_data",
+}
+FAILURE_CALLBACK = "worker.jobs.on_job_failure"
+ALL_PATHS = (*JOBS.values(), FAILURE_CALLBACK)
+
+
+def job_id(session: MfaSession, attempt: int) -> str:
+    """Jobs are named after session, step and attempt, so registries and logs read plainly."""
+    kind = JOBS[session.status].rsplit(".", 1)[1]
+    return f"{kind}-{session.id}-s{session.step}-a{attempt}"
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    """Adds a session's call job to a Redis transaction; given once to the store that commits it."""
+
+    queue: Queue
+    upstream_timeout_seconds: float
+    failure_ttl_seconds: int
+
+    def enqueue(self, pipe: Pipeline, session: MfaSession, *, now_ms: int, attempt: int = 1) -> None:
+        """Add the job for (session, step, attempt) to `pipe`'s transaction."""
+        open_ms = max(1, (session.expires_at_ms or now_ms) - now_ms)
+        self.queue.enqueue(
+            JOBS[session.status],
+            args=(session.id, session.step, attempt),
+            job_id=job_id(session, attempt),
+            # The job must outlive one upstream call (connect + read timeouts) plus the Redis work.
+            job_timeout=int(self.upstream_timeout_seconds * 2 + 30),
+            ttl=math.ceil(open_ms / 1000) + 60,  # a job still queued after the step's time is over is dropped
+            result_ttl=0,  # the outcome lives in the session record, not in RQ
+            failure_ttl=self.failure_ttl_seconds,
+            on_failure=Callback(FAILURE_CALLBACK),
+            pipeline=pipe,
+        )

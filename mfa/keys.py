@@ -1,0 +1,72 @@
+"""Every Redis key this service owns, named in one place.
+
+  mfa:session:{id}    hash, the session record (mfa.session.RecordField names its fields)
+  mfa:token:{id}      the step's MFA token, from submit until the step ends, then deleted
+  mfa:creds:{id}      the bank credentials of a registration, sealed, until Belvo has answered
+  mfa:belvo:{belvo}   Belvo session id -> our id, refuses a second session for the same Belvo session
+  mfa:expiry          zset id -> expires_at (ms) of open sessions: the sweeper's work list, no key scans
+  mfa:leases          zset id -> lease deadline (ms) of calls in flight; a lapsed lease is a dead worker
+  mfa:retries         zset id -> when its next attempt is due (ms); the sweeper enqueues it then
+  mfa:idem:*          Idempotency-Key records (app/idempotency.py)
+  mfa:rl:*            rate-limit counters (app/ratelimit.py)
+
+One Redis instance, not Cluster: the scripts derive the Belvo-session index key from BELVO_PREFIX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "mfa:"
+EXPIRY_ZSET = PREFIX + "expiry"
+LEASES_ZSET = PREFIX + "leases"
+RETRIES_ZSET = PREFIX + "retries"
+BELVO_PREFIX = PREFIX + "belvo:"
+
+
+def session_key(session_id: str) -> str:
+    """The session's hash."""
+    return f"{PREFIX}session:{session_id}"
+
+
+def token_key(session_id: str) -> str:
+    """The step's MFA token."""
+    return f"{PREFIX}token:{session_id}"
+
+
+def creds_key(session_id: str) -> str:
+    """A registration's sealed bank credentials."""
+    return f"{PREFIX}creds:{session_id}"
+
+
+def belvo_key(belvo_session: str) -> str:
+    """The index from Belvo's session id to ours."""
+    return BELVO_PREFIX + belvo_session
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """The keys every transition script gets, in the order of its KEYS (mfa/transitions.lua)."""
+
+    session: str
+    token: str
+    expiry: str
+    leases: str
+    creds: str
+    retries: str
+
+    @classmethod
+    def of(cls, session_id: str) -> SessionKeys:
+        """The keys of one session."""
+        return cls(
+            session_key(session_id),
+            token_key(session_id),
+            EXPIRY_ZSET,
+            LEASES_ZSET,
+            creds_key(session_id),
+            RETRIES_ZSET,
+        )
+
+    def as_list(self) -> list[str]:
+        """KEYS, in order."""
+        return [self.session, self.token, self.expiry, self.leases, self.creds, self.retries]

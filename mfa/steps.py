@@ -1,0 +1,167 @@
+"""One upstream call for one step of a session: claim it, make it under a lease, record what it meant.
+
+A step has at most one *uncertain* call: the call runs under a lease in Redis; if the process dies
+mid-call, the lease lapses and any sweeper closes the step as `upstream_outcome_unknown` instead of
+repeating a call Belvo may already have acted on. The call made depends on the status the claim
+finds: submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
+from mfa.clock import now_ms
+from mfa.outcomes import Decision, RetryPolicy, Verdict, decide
+from mfa.sealing import CredentialsUnreadable, CredentialVault
+from mfa.session import ClaimVerdict, MfaSession, SessionStatus
+from mfa.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+
+class StepUnusable(Exception):
+    """The call cannot be made at all (its token or credentials are gone or unreadable)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = {"code": code, "message": message}
+
+
+class LeaseKeeper:
+    """Extends the call's lease while it is in flight, so only a dead process lets it lapse."""
+
+    def __init__(self, store: SessionStore, session_id: str, lease_ms: int) -> None:
+        self._store, self._id, self._lease_ms = store, session_id, lease_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{session_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._lease_ms / 3000):
+            try:
+                self._store.extend_lease(self._id, now_ms(), self._lease_ms)
+            except Exception:  # noqa: BLE001 - a missed beat is survivable; the next one may land
+                log.warning("session %s: could not extend the call lease", self._id)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class StepRunner:
+    """Makes and records the upstream call of one (session, step, attempt)."""
+
+    store: SessionStore
+    client: BelvoClient
+    policy: RetryPolicy
+    lease_ms: int
+    vault: CredentialVault | None  # None where no CREDENTIALS_KEY is set: registrations cannot run
+
+    def run(self, session_id: str, step: int, attempt: int) -> str:
+        """Claim the attempt, call Belvo, record the answer; returns what happened, for the job's log."""
+        claim = self.store.begin_call(session_id, step, now_ms(), self.lease_ms, attempt)
+        if claim.verdict is not ClaimVerdict.GO:
+            log.info("session %s step %s: no call (%s)", session_id, step, claim.verdict.value)
+            return str(claim.verdict.value)
+        session = claim.session
+        assert session is not None
+        answer: UpstreamAnswer | None = None
+        with LeaseKeeper(self.store, session_id, self.lease_ms):
+            try:
+                answer = self._send(session, claim.token)
+            except StepUnusable as exc:
+                self.store.finish(session_id, step, SessionStatus.FAILED, exc.outcome, now_ms())
+                log.error(
+                    "session %s step %s: failed before the call (%s)", session_id, step, exc.outcome["code"]
+                )
+                return SessionStatus.FAILED.value
+            except UpstreamUnavailable as exc:
+                log.warning(
+                    "session %s step %s attempt %s: no answer from Belvo (%s)",
+                    session_id,
+                    step,
+                    claim.attempt,
+                    exc,
+                )
+        decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
+        return self.record(session, claim.attempt, decision)
+
+    def _send(self, session: MfaSession, token: str | None) -> UpstreamAnswer:
+        if session.status is SessionStatus.REGISTERING:
+            return self.client.register(self._credentials(session.id))
+        if session.status is SessionStatus.RETRIEVING:
+            return self.client.retrieve(session.resource, session.request or {"link": session.link})
+        if session.expects_user_input and token is None:
+            raise StepUnusable("token_missing", "The token was no longer stored")
+        return self.client.resume(
+            session.resource,
+            session=session.belvo_session or "",
+            link=session.link,
+            token=token if session.expects_user_input else None,
+            save_data=session.save_data,
+        )
+
+    def _credentials(self, session_id: str) -> dict[str, object]:
+        sealed = self.store.sealed_credentials(session_id)
+        if sealed is None:
+            raise StepUnusable("credentials_missing", "The bank credentials were no longer stored")
+        if self.vault is None:
+            raise StepUnusable("credentials_unavailable", "CREDENTIALS_KEY is not set on the worker")
+        try:
+            return self.vault.open(sealed)
+        except CredentialsUnreadable:
+            raise StepUnusable(
+                "credentials_unavailable", "The stored credentials could not be decrypted"
+            ) from None
+
+    def record(self, session: MfaSession, attempt: int, decision: Decision) -> str:
+        """Apply a decision to the step, atomically; a retry is listed for the sweeper to enqueue when due."""
+        store, now = self.store, now_ms()
+        status = decision.outcome.get("http_status")
+        if decision.verdict is Verdict.NEXT_STEP:
+            assert decision.pause is not None
+            moved = store.next_step(session.id, session.step, decision.pause, now)
+            log.info("session %s step %s: Belvo asked for a token", session.id, session.step)
+            return "next_step" if moved else ClaimVerdict.STALE.value
+        final, outcome = SessionStatus.FAILED, decision.outcome
+        if decision.verdict is Verdict.RETRY:
+            retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
+            if retry_at is not None:
+                store.release_call(session.id, session.step, now, retry_at, unanswered=status is None)
+                log.info(
+                    "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
+                    session.id,
+                    session.step,
+                    attempt,
+                    status,
+                    (retry_at - now) / 1000,
+                )
+                return "retry"
+            outcome = {
+                **outcome,
+                "code": "upstream_unavailable",
+                "message": f"Belvo was unavailable after {attempt} attempt(s)",
+            }
+        elif decision.verdict is Verdict.SUCCEEDED:
+            final = SessionStatus.SUCCEEDED
+        done = store.finish(session.id, session.step, final, outcome, now)
+        log.info(
+            "session %s step %s: %s (http %s, code %s)",
+            session.id,
+            session.step,
+            final.value,
+            status,
+            outcome.get("code"),
+        )
+        return final.value if done else ClaimVerdict.STALE.value
+
+    def abort(self, session_id: str, step: int) -> bool:
+        """Close a step whose job raised (a bug, a timeout), so it still ends with a record."""
+        return self.store.abort(session_id, step, now_ms())

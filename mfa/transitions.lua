@@ -1,0 +1,214 @@
+-- The session state machine's atomic transitions, loaded and called by mfa/scripts.py.
+--
+-- Each section "-- @name(param, ...)" is one script. mfa/scripts.py prepends to each:
+--   the generated tables F (hash field names, from mfa.session.RecordField), S (statuses),
+--   CALLING (the statuses with an upstream call to make or in flight) and OUTCOME (the outcomes the
+--   state machine records by itself, as JSON), then the prelude below, then one local per parameter
+--   (`local step, attempt = ARGV[5], ARGV[6]`), so scripts and their callers share names, not positions.
+-- KEYS: the session's keys, mfa.keys.SessionKeys: H hash, T MFA token, EXP expiry zset,
+--       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset.
+-- ARGV 1-4, every script: id, now (ms), retention (ms), Belvo-session key prefix.
+-- @prelude
+local H, T, EXP, LEASES, CREDS, RETRIES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, now, retention, belvo_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+
+local function get(field)
+  return redis.call('HGET', H, field)
+end
+
+local function calling(status)
+  return status ~= nil and status ~= false and CALLING[status] == true
+end
+
+-- A change the session's readers can see: a new version, stamped now.
+local function touch(...)
+  redis.call('HINCRBY', H, F.version, 1)
+  redis.call('HSET', H, F.updated_at, now, ...)
+end
+
+-- End the session for good: forget its secrets, leave the work lists, keep the record for `retention`.
+local function close(status, outcome)
+  touch(F.status, status, F.outcome, outcome, F.in_flight, '0')
+  redis.call('DEL', T, CREDS)
+  redis.call('ZREM', EXP, id)
+  redis.call('ZREM', LEASES, id)
+  redis.call('ZREM', RETRIES, id)
+  redis.call('PEXPIRE', H, retention)
+  local belvo = get(F.belvo_session)
+  if belvo and belvo ~= '' then
+    redis.call('PEXPIRE', belvo_prefix .. belvo, retention)
+  end
+end
+
+-- A step whose Belvo session is over: expired if its call was never tried, else failed (unavailable).
+local function close_unanswered()
+  if tonumber(get(F.attempts) or '0') > 0 then
+    close(S.failed, OUTCOME.unavailable)
+    return S.failed
+  end
+  close(S.expired, OUTCOME.expired)
+  return S.expired
+end
+
+-- @create(belvo_session, expires_at, ttl, ...)
+-- A session paused on a 428 the backend got; `...` is the record, field/value pairs. 0 on a duplicate.
+if not redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl) then
+  return 0
+end
+redis.call('HSET', H, unpack(ARGV, VARARGS))
+redis.call('PEXPIRE', H, ttl)
+redis.call('ZADD', EXP, expires_at, id)
+return 1
+
+-- @cancel()
+-- awaiting_token -> cancelled. Returns 'ok' when this call cancelled it, else the status it has.
+local status = get(F.status)
+if not status then
+  return false
+end
+if status == S.awaiting_token then
+  if now >= tonumber(get(F.expires_at)) then
+    close(S.expired, OUTCOME.expired)
+    return S.expired
+  end
+  close(S.cancelled, OUTCOME.cancelled)
+  return 'ok'
+end
+return status
+
+-- @expire_due()
+-- Closes a session whose Belvo session (or first-call deadline) is over. Returns the status it has.
+local status = get(F.status)
+if not status then
+  redis.call('ZREM', EXP, id)
+  redis.call('ZREM', LEASES, id)
+  return false
+end
+local expires_at = tonumber(get(F.expires_at) or '0')
+if status == S.awaiting_token then
+  if now < expires_at then
+    return status
+  end
+  close(S.expired, OUTCOME.expired)
+  return S.expired
+elseif calling(status) then
+  -- A call in flight ends through its own answer or its lease, never through the clock.
+  if get(F.in_flight) == '1' or now < expires_at then
+    return status
+  end
+  return close_unanswered()
+end
+redis.call('ZREM', EXP, id)
+return status
+
+-- @begin_call(step, lease_deadline, attempt)
+-- Returns {verdict, token, attempt}; the verdicts are mfa.session.ClaimVerdict.
+-- Only the job for the next attempt gets `go`: a duplicate or late job of any attempt is stale.
+local status = get(F.status)
+if not status then
+  return {'gone'}
+end
+if not calling(status) or get(F.step) ~= step then
+  return {'stale'}
+end
+if get(F.in_flight) == '1' then
+  local lease = redis.call('ZSCORE', LEASES, id)
+  if lease and tonumber(lease) > now then
+    return {'busy'}
+  end
+  -- The previous attempt died mid-call: Belvo may have acted on it, so it is not repeated.
+  close(S.failed, OUTCOME.unknown)
+  return {'unknown'}
+end
+if tonumber(get(F.attempts) or '0') ~= tonumber(attempt) - 1 or redis.call('ZSCORE', RETRIES, id) then
+  return {'stale'}
+end
+if now >= tonumber(get(F.expires_at)) then
+  return {close_unanswered()}
+end
+local taken = redis.call('HINCRBY', H, F.attempts, 1)
+redis.call('HSET', H, F.in_flight, '1')
+redis.call('ZADD', LEASES, lease_deadline, id)
+return {'go', redis.call('GET', T), taken}
+
+-- @release_call(step, retry_at, unanswered)
+-- Ends an attempt that will be retried; the sweeper enqueues the retry once it is due.
+if not calling(get(F.status)) or get(F.step) ~= step or get(F.in_flight) ~= '1' then
+  return 0
+end
+redis.call('HSET', H, F.in_flight, '0')
+if unanswered == '1' then
+  redis.call('HINCRBY', H, F.unanswered, 1)
+end
+redis.call('ZREM', LEASES, id)
+redis.call('ZADD', RETRIES, retry_at, id)
+return 1
+
+-- @take_retry(step, attempt)
+-- Takes a due retry off the list; 1 if this caller took it (and enqueues its job).
+local due = redis.call('ZSCORE', RETRIES, id)
+if not due or tonumber(due) > now then
+  return 0
+end
+redis.call('ZREM', RETRIES, id)
+local status = get(F.status)
+if not status or not calling(status) or get(F.in_flight) == '1' or get(F.step) ~= step
+    or tonumber(get(F.attempts) or '0') ~= tonumber(attempt) - 1 then
+  return 0
+end
+return 1
+
+-- @finish(step, status, outcome)
+-- calling -> a final status with its outcome; 0 if the step had already ended.
+if not calling(get(F.status)) or get(F.step) ~= step then
+  return 0
+end
+close(status, outcome)
+return 1
+
+-- @next_step(step, belvo_session, challenge, expects_input, expires_at, ttl, link)
+-- calling -> awaiting_token: a resume's 428 is the next step; a register or retrieve's 428 is step 1.
+local status = get(F.status)
+if not calling(status) or get(F.step) ~= step then
+  return 0
+end
+local opened = tonumber(step)
+if status == S.submitted then
+  opened = opened + 1
+end
+redis.call('DEL', CREDS, T)
+redis.call('HDEL', H, F.outcome)
+touch(F.status, S.awaiting_token, F.step, opened, F.belvo_session, belvo_session, F.link, link,
+  F.challenge, challenge, F.expects_input, expects_input, F.expires_at, expires_at,
+  F.attempts, '0', F.unanswered, '0', F.in_flight, '0')
+redis.call('ZREM', LEASES, id)
+redis.call('ZADD', EXP, expires_at, id)
+redis.call('PEXPIRE', H, ttl)
+-- NX: never take over another session's index (Belvo reusing a session id would be its bug, not ours).
+redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl)
+return opened
+
+-- @recover_lapsed()
+-- Closes a session whose in-flight call outlived its lease (its worker died); 1 if it was closed.
+local lease = redis.call('ZSCORE', LEASES, id)
+if not calling(get(F.status)) or get(F.in_flight) ~= '1' then
+  redis.call('ZREM', LEASES, id)
+  return 0
+end
+if lease and tonumber(lease) > now then
+  return 0
+end
+close(S.failed, OUTCOME.unknown)
+return 1
+
+-- @abort(step)
+-- The step's job raised: close it (outcome unknown if its call was in flight, else internal_error).
+if not calling(get(F.status)) or get(F.step) ~= step then
+  return 0
+end
+if get(F.in_flight) == '1' then
+  close(S.failed, OUTCOME.unknown)
+else
+  close(S.failed, OUTCOME.internal)
+end
+return 1

@@ -1,0 +1,116 @@
+"""The fast tier's service: the Flask app through its test client, and the worker's jobs run in this process.
+
+Real parts throughout: a real redis-server (tests/conftest.py), the sandbox over real HTTP on loopback
+(served from a thread here), RQ's own SimpleWorker running the jobs, the sweeper's own pass. Only the
+processes are left out, so a test takes milliseconds where a stack of processes takes seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+from rq import Queue, SimpleWorker
+from werkzeug.serving import make_server
+from werkzeug.test import TestResponse
+
+import sandbox as sandbox_app
+from app import create_app
+from mfa.clock import now_ms
+from mfa.settings import Settings
+from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
+from worker import runtime
+from worker.sweeper import sweep_once
+
+BASE = "http://localhost"
+
+
+class Reply:
+    """A Flask test-client answer read as a requests.Response is: status_code, headers, json(), text."""
+
+    def __init__(self, raw: TestResponse) -> None:
+        self.raw = raw
+        self.status_code = raw.status_code
+        self.headers = raw.headers
+        self.content = raw.get_data()
+        self.text = raw.get_data(as_text=True)
+        self.ok = raw.status_code < 400
+
+    def json(self) -> Any:
+        return self.raw.get_json(force=True)
+
+
+class JobRunner:
+    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.redis = redis
+        self.runner = runtime.build_runner(settings, redis)
+        runtime.install(self.runner)
+        self.queue = Queue(settings.resume_queue, connection=redis)
+
+    def run_due(self) -> None:
+        """Sweep (expiries, lapsed leases, due retries), then work the queue until it is empty."""
+        sweep_once(self.runner.store, now_ms())
+        if not self.queue.count:
+            return
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            SimpleWorker([self.queue], connection=self.redis).work(burst=True, logging_level="WARNING")
+        finally:
+            for sig, handler in handlers.items():  # RQ installs its own; pytest keeps its Ctrl-C
+                signal.signal(sig, handler)
+
+
+@dataclass
+class InProcessApi(Api):
+    """The API through Flask's test client; waiting runs the worker's jobs in this process."""
+
+    app: Flask | None = None
+    jobs: JobRunner | None = field(default=None, repr=False)
+
+    def send(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> Reply:
+        assert self.app is not None
+        if "params" in kw:
+            kw["query_string"] = kw.pop("params")
+        kw.pop("timeout", None)
+        client = self.app.test_client(use_cookies=False)
+        return Reply(client.open(path, method=method, headers=headers, **kw))
+
+    def tick(self) -> None:
+        if self.jobs is not None:
+            self.jobs.run_due()
+
+
+def service_api(
+    env: Mapping[str, str], redis: Redis | None = None, api_key: str | None = None
+) -> InProcessApi:
+    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too."""
+    app = create_app(dict(env))
+    jobs = JobRunner(Settings.from_env(dict(env)), redis) if redis is not None else None
+    api = InProcessApi(BASE, app=app, jobs=jobs)
+    return api.as_key(api_key) if api_key else api  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def sandbox_in_thread(config: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """The sandbox app on a free loopback port, served by a thread per request; yields its URL."""
+    app = sandbox_app.create_app(
+        {"secret_id": BELVO_SECRET_ID, "secret_password": BELVO_SECRET_PASSWORD, **(config or {})}
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per call would drown real errors
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
