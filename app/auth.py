@@ -19,7 +19,7 @@ from flask import g, request
 from app.errors import ApiError
 from app.services import services
 from mfa.errors import SessionNotFound
-from mfa.session import MfaSession
+from mfa.session import Audience, MfaSession
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mfa-sessions"'}
 MAX_SESSION_ID_LENGTH = 64  # longer ids name no session
@@ -53,6 +53,11 @@ class Principal:
     api_key: bool  # it is a backend API key
     session_id: str | None = None  # the session the route names
     session: MfaSession | None = None  # that session, when it exists and the credential opens it
+
+    @property
+    def audience(self) -> Audience:
+        """How much of a session this caller may see."""
+        return Audience.BACKEND if self.api_key else Audience.FRONTEND
 
     @property
     def opens_session(self) -> bool:

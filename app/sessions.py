@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import authorize_session, new_client_secret, require_api_key
+from app.auth import authorize_session, current_principal, new_client_secret, require_api_key
 from app.errors import ApiError
 from app.idempotency import run_idempotent
 from app.openapi import documented
@@ -59,7 +59,7 @@ def read_session(session_id: str) -> Response:
     now = now_ms()
     if session.reads_expired(now):
         services().store.expire_due(session_id, now)  # make what the reader sees durable
-    return jsonify(session.public(now))
+    return jsonify(session.public(now, current_principal().audience))
 
 
 @bp.post("/<session_id>/token")
@@ -86,7 +86,7 @@ def submit_token(session_id: str) -> Response:
     def submit() -> Response:
         now = now_ms()
         submitted = svc.store.submit_token(session_id, body.token, now, seen=session)
-        resp = jsonify(submitted.public(now))
+        resp = jsonify(submitted.public(now, current_principal().audience))
         resp.status_code = 202
         return resp
 
@@ -106,4 +106,4 @@ def submit_token(session_id: str) -> Response:
 def cancel_session(session_id: str) -> Response:
     authorize_session()
     now = now_ms()
-    return jsonify(services().store.cancel(session_id, now).public(now))
+    return jsonify(services().store.cancel(session_id, now).public(now, current_principal().audience))

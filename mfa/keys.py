@@ -7,6 +7,10 @@
   mfa:expiry          zset id -> expires_at (ms) of open sessions: the sweeper's work list, no key scans
   mfa:leases          zset id -> lease deadline (ms) of calls in flight; a lapsed lease is a dead worker
   mfa:retries         zset id -> when its next attempt is due (ms); the sweeper enqueues it then
+  mfa:events:{id}     stream, one entry per change a reader can see after creation: entry id 0-{version},
+                      fields the record as it was then (mfa.session.SNAPSHOT_EXCLUDED left out); it
+                      expires with the record. Each entry is announced on the channel mfa:changed
+                      ("{id} {version}"), so any web process can follow any session.
   mfa:idem:*          Idempotency-Key records (app/idempotency.py)
   mfa:rl:*            rate-limit counters (app/ratelimit.py)
 
@@ -22,6 +26,7 @@ EXPIRY_ZSET = PREFIX + "expiry"
 LEASES_ZSET = PREFIX + "leases"
 RETRIES_ZSET = PREFIX + "retries"
 BELVO_PREFIX = PREFIX + "belvo:"
+CHANGES_CHANNEL = PREFIX + "changed"
 
 
 def session_key(session_id: str) -> str:
@@ -44,6 +49,11 @@ def belvo_key(belvo_session: str) -> str:
     return BELVO_PREFIX + belvo_session
 
 
+def events_key(session_id: str) -> str:
+    """The session's change log."""
+    return f"{PREFIX}events:{session_id}"
+
+
 @dataclass(frozen=True)
 class SessionKeys:
     """The keys every transition script gets, in the order of its KEYS (mfa/transitions.lua)."""
@@ -54,6 +64,7 @@ class SessionKeys:
     leases: str
     creds: str
     retries: str
+    events: str
 
     @classmethod
     def of(cls, session_id: str) -> SessionKeys:
@@ -65,8 +76,9 @@ class SessionKeys:
             LEASES_ZSET,
             creds_key(session_id),
             RETRIES_ZSET,
+            events_key(session_id),
         )
 
     def as_list(self) -> list[str]:
         """KEYS, in order."""
-        return [self.session, self.token, self.expiry, self.leases, self.creds, self.retries]
+        return [self.session, self.token, self.expiry, self.leases, self.creds, self.retries, self.events]

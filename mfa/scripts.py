@@ -19,8 +19,15 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-from mfa.keys import BELVO_PREFIX, SessionKeys
-from mfa.session import CALLING_STATUSES, STANDARD_OUTCOMES, RecordField, SessionStatus
+from mfa.keys import BELVO_PREFIX, CHANGES_CHANNEL, SessionKeys
+from mfa.session import (
+    CALLING_STATUSES,
+    EVENTS_KEPT,
+    SNAPSHOT_EXCLUDED,
+    STANDARD_OUTCOMES,
+    RecordField,
+    SessionStatus,
+)
 
 SOURCE = Path(__file__).with_name("transitions.lua")
 _SECTION = re.compile(r"^-- @(\w+)(?:\(([^)]*)\))?$", re.M)
@@ -54,6 +61,9 @@ def generated_header() -> str:
             f"local S = {_table(statuses)}",
             f"local CALLING = {_table(calling)}",
             f"local OUTCOME = {_table(outcomes)}",
+            f"local SNAPSHOT_EXCLUDED = {_table({f.value: 'true' for f in sorted(SNAPSHOT_EXCLUDED)})}",
+            f"local EVENTS_KEPT = {EVENTS_KEPT}",
+            f"local CHANGES_CHANNEL = {_lua_string(CHANGES_CHANNEL)}",
             "",
         ]
     )

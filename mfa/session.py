@@ -86,6 +86,11 @@ class RecordField(str, Enum):
     UNANSWERED = "unanswered"
 
 
+# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}): a hash of the client secret
+# and the retrieval's request body are no reader's business.
+SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST})
+EVENTS_KEPT = 100  # entries kept per session (MAXLEN ~): far more than any session makes
+
 # Outcomes the state machine records by itself; the Lua scripts get them through the generated prelude.
 OUTCOME_EXPIRED = {"code": "session_expired", "message": "The MFA session expired before it could be resumed"}
 OUTCOME_CANCELLED = {"code": "cancelled", "message": "The session was cancelled"}
@@ -102,6 +107,13 @@ STANDARD_OUTCOMES = {
     "unknown": OUTCOME_UNKNOWN,
     "internal": OUTCOME_INTERNAL,
 }
+
+
+class Audience(str, Enum):
+    """Who reads a session, and so how much of it they see."""
+
+    BACKEND = "backend"  # an API key: everything, Belvo's result and error bodies included
+    FRONTEND = "frontend"  # a client secret, in the end user's browser: never Belvo's bodies
 
 
 class Outcome(BaseModel):
@@ -235,11 +247,14 @@ class MfaSession:
         """The expiry rule: a session awaiting its token past expires_at is expired, swept or not."""
         return self.status is SessionStatus.AWAITING_TOKEN and self.is_past_expiry(now_ms)
 
-    def public(self, now_ms: int) -> dict[str, Any]:
-        """The API's session object: never the token, never the client secret."""
+    def public(self, now_ms: int, audience: Audience = Audience.BACKEND) -> dict[str, Any]:
+        """The API's session object: never the token, never the client secret; for the FRONTEND
+        audience, the outcome's code and message only (no result, no upstream error bodies)."""
         status, outcome = self.status, self.outcome
         if self.reads_expired(now_ms):
             status, outcome = SessionStatus.EXPIRED, OUTCOME_EXPIRED
+        if outcome and audience is Audience.FRONTEND:
+            outcome = {key: outcome.get(key) for key in ("http_status", "code", "message")}
         return {
             "id": self.id,
             "status": status.value,

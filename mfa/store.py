@@ -31,10 +31,20 @@ from rq import Queue
 
 from mfa.dispatch import Dispatcher
 from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken, SessionNotFound
-from mfa.keys import EXPIRY_ZSET, SessionKeys, creds_key, session_key, token_key
+from mfa.keys import (
+    CHANGES_CHANNEL,
+    EXPIRY_ZSET,
+    SessionKeys,
+    creds_key,
+    events_key,
+    session_key,
+    token_key,
+)
 from mfa.pause import TokenRequired
 from mfa.scripts import Transitions
 from mfa.session import (
+    EVENTS_KEPT,
+    SNAPSHOT_EXCLUDED,
     ClaimVerdict,
     MfaSession,
     NewSession,
@@ -184,11 +194,26 @@ class SessionStore:
                         assert session.expires_at_ms is not None
                         ttl = max(1, session.expires_at_ms - now_ms) + TOKEN_GRACE_MS
                         pipe.set(token_key(session_id), token, px=ttl)
+                    self._emit(pipe, submitted, now_ms)
                     self.dispatcher.enqueue(pipe, submitted, now_ms=now_ms)
                     pipe.execute()
                     return submitted
                 except WatchError:
                     continue
+
+    def _emit(self, pipe: Pipeline, session: MfaSession, now_ms: int) -> None:
+        """Within `pipe`'s MULTI, what the scripts' emit() does: log the change and announce it."""
+        assert session.expires_at_ms is not None
+        key = events_key(session.id)
+        snapshot = {k: v for k, v in session.to_record().items() if k not in SNAPSHOT_EXCLUDED}
+        pipe.xadd(key, snapshot, id=f"0-{session.version}", maxlen=EVENTS_KEPT, approximate=True)  # type: ignore[arg-type]
+        pipe.pexpire(key, session.expires_at_ms - now_ms + self.retention_ms)  # with the record itself
+        pipe.publish(CHANGES_CHANNEL, f"{session.id} {session.version}")
+
+    def events_after(self, session_id: str, version: int) -> list[MfaSession]:
+        """The session as each change after `version` left it, oldest first (creation is not logged)."""
+        entries = self.redis.xrange(events_key(session_id), min=f"0-{version + 1}") or []
+        return [MfaSession.from_record(_decode(fields or {})) for _, fields in entries]
 
     @staticmethod
     def _watched(pipe: Pipeline, hkey: str, session_id: str, seen: MfaSession | None) -> MfaSession:

@@ -6,10 +6,10 @@
 --   state machine records by itself, as JSON), then the prelude below, then one local per parameter
 --   (`local step, attempt = ARGV[5], ARGV[6]`), so scripts and their callers share names, not positions.
 -- KEYS: the session's keys, mfa.keys.SessionKeys: H hash, T MFA token, EXP expiry zset,
---       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset.
+--       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset, EVENTS change log.
 -- ARGV 1-4, every script: id, now (ms), retention (ms), Belvo-session key prefix.
 -- @prelude
-local H, T, EXP, LEASES, CREDS, RETRIES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local H, T, EXP, LEASES, CREDS, RETRIES, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, now, retention, belvo_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 
 local function get(field)
@@ -20,10 +20,27 @@ local function calling(status)
   return status ~= nil and status ~= false and CALLING[status] == true
 end
 
--- A change the session's readers can see: a new version, stamped now.
+-- A change the session's readers can see: a new version, stamped now. Call emit() once it is complete.
 local function touch(...)
   redis.call('HINCRBY', H, F.version, 1)
   redis.call('HSET', H, F.updated_at, now, ...)
+end
+
+-- Log the record as it now is (mfa:events:{id}, entry 0-{version}, expiring with the record) and
+-- announce it; the transaction that changed the record writes its event, or neither happens.
+local function emit()
+  local record = redis.call('HGETALL', H)
+  local snapshot = {}
+  for i = 1, #record, 2 do
+    if not SNAPSHOT_EXCLUDED[record[i]] then
+      snapshot[#snapshot + 1] = record[i]
+      snapshot[#snapshot + 1] = record[i + 1]
+    end
+  end
+  local version = get(F.version)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_KEPT, '0-' .. version, unpack(snapshot))
+  redis.call('PEXPIRE', EVENTS, redis.call('PTTL', H))
+  redis.call('PUBLISH', CHANGES_CHANNEL, id .. ' ' .. version)
 end
 
 -- End the session for good: forget its secrets, leave the work lists, keep the record for `retention`.
@@ -38,6 +55,7 @@ local function close(status, outcome)
   if belvo and belvo ~= '' then
     redis.call('PEXPIRE', belvo_prefix .. belvo, retention)
   end
+  emit()
 end
 
 -- A step whose Belvo session is over: expired if its call was never tried, else failed (unavailable).
@@ -186,6 +204,7 @@ redis.call('ZADD', EXP, expires_at, id)
 redis.call('PEXPIRE', H, ttl)
 -- NX: never take over another session's index (Belvo reusing a session id would be its bug, not ours).
 redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl)
+emit()
 return opened
 
 -- @recover_lapsed()

@@ -135,3 +135,20 @@ def test_unusable_2xx_fails_as_invalid_response(api, sandbox, fault):
     s, _ = _resume(api, sandbox)
     done = api.wait(s["id"])
     assert done["status"] == "failed" and done["outcome"]["code"] == "upstream_invalid_response"
+
+
+def test_a_client_secret_sees_the_outcome_code_never_belvos_bodies(api, sandbox):
+    s, tr = _resume(api, sandbox)
+    assert api.wait(s["id"])["outcome"]["result"]["id"] == tr["link"]  # the API key sees Belvo's body
+    seen = api.get(s["id"], credential=s["client_secret"]).json()
+    assert seen["status"] == "succeeded" and seen["outcome"]["http_status"] == 200
+    assert seen["outcome"]["result"] is None and seen["outcome"]["upstream_errors"] is None
+    failed, _ = _resume(api, sandbox, "000000")
+    api.wait(failed["id"])
+    seen = api.get(failed["id"], credential=failed["client_secret"]).json()["outcome"]
+    assert (seen["code"], seen["upstream_errors"], seen["upstream_request_id"]) == (
+        "invalid_token",
+        None,
+        None,
+    )
+    assert seen["message"]

@@ -7,8 +7,10 @@ with the real clock expires them mid-test. Jobs go to RQ's real queue through th
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,7 +22,17 @@ from devstack.processes import wait_for
 from mfa.clock import now_ms
 from mfa.dispatch import Dispatcher
 from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken
-from mfa.keys import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, belvo_key, creds_key, session_key, token_key
+from mfa.keys import (
+    CHANGES_CHANNEL,
+    EXPIRY_ZSET,
+    LEASES_ZSET,
+    RETRIES_ZSET,
+    belvo_key,
+    creds_key,
+    events_key,
+    session_key,
+    token_key,
+)
 from mfa.pause import TokenRequired
 from mfa.session import ClaimVerdict, MfaSession, NewSession, SessionStatus
 from mfa.store import TOKEN_GRACE_MS, SessionStore
@@ -475,3 +487,34 @@ def test_a_last_moment_claim_never_finds_the_token_gone(store):
     # ...while the job read its clock 1 ms before expires_at and runs its claim only now.
     claim = store.begin_call(session.id, 1, expires_at - 1, lease_ms=2000)
     assert not (claim.verdict is ClaimVerdict.GO and claim.token is None), claim
+
+
+def test_every_change_after_creation_is_logged_with_its_version_and_announced(store, redis):
+    changes = redis.pubsub(ignore_subscribe_messages=True)
+    changes.subscribe(CHANGES_CHANNEL)
+    session = create(store)
+    assert store.events_after(session.id, 0) == []  # creation is the record itself
+    store.submit_token(session.id, "999999", SUBMITTED_AT)
+    store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    next_step(store, session.id, 1, "belvo-2", CALLED_AT + 1)
+    store.submit_token(session.id, "111111", CALLED_AT + 2)
+    store.begin_call(session.id, 2, CALLED_AT + 3, LEASE_MS)
+    store.finish(session.id, 2, SessionStatus.SUCCEEDED, {"http_status": 200}, CALLED_AT + 4)
+    logged = store.events_after(session.id, 0)
+    assert [(s.version, s.status, s.step) for s in logged] == [
+        (2, SessionStatus.SUBMITTED, 1),
+        (3, SessionStatus.AWAITING_TOKEN, 2),
+        (4, SessionStatus.SUBMITTED, 2),
+        (5, SessionStatus.SUCCEEDED, 2),
+    ]
+    assert logged[-1] == replace(store.get(session.id), secret_hash="")  # the record, minus the secret's hash
+    assert [s.version for s in store.events_after(session.id, 3)] == [4, 5]
+    assert redis.pttl(events_key(session.id)) == pytest.approx(redis.pttl(session_key(session.id)), abs=50)
+    announced: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while len(announced) < 4 and time.monotonic() < deadline:  # get_message answers None for the
+        message = changes.get_message(timeout=1)  # subscription's own confirmation too
+        if message is not None:
+            announced.append(message["data"])
+    assert announced == [f"{session.id} {v}".encode() for v in (2, 3, 4, 5)]
+    changes.close()
