@@ -1,4 +1,4 @@
-"""CORS for the routes a browser calls with a session's client secret: read, submit the token, cancel.
+"""CORS for the routes a browser calls with a session's client secret: read (or follow), submit, cancel.
 
 Only the origins in CORS_ORIGINS are allowed, each matched exactly (scheme, host and port); `*`
 allows any origin, and only when given explicitly. Credentials mode stays off: the frontend sends a
@@ -15,10 +15,10 @@ from flask_cors import CORS
 
 from mfa.errors import ConfigError
 
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
+ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-Request-ID")
 EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed")
 PREFLIGHT_MAX_AGE_SECONDS = 600
-_SESSION = re.compile(r"^/v1/sessions/[^/]+\Z")
+_SESSION = re.compile(r"^/v1/sessions/[^/]+(?:/stream)?\Z")  # a read, a long-poll or a stream
 _SESSION_ACTION = re.compile(r"^/v1/sessions/[^/]+/(?:token|cancel)\Z")
 _ORIGIN = re.compile(r"^https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z")
 

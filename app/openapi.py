@@ -26,8 +26,12 @@ def documented(
     responses: dict[int, type[BaseModel] | None],
     auth: str | None = "bearer",
     headers: dict[str, str] | None = None,
+    query: type[BaseModel] | None = None,
+    stream: bool = False,
 ) -> Callable[[View], View]:
-    """Attach what the OpenAPI document says of a view: its body, answers, auth and headers."""
+    """Attach what the OpenAPI document says of a view: its body, query, answers, auth and headers.
+
+    With `stream`, the 200 answer is text/event-stream, each event's data one of its model."""
 
     def attach(view: View) -> View:
         view.openapi = {  # type: ignore[attr-defined]
@@ -36,6 +40,8 @@ def documented(
             "responses": responses,
             "auth": auth,
             "headers": headers or {},
+            "query": query,
+            "stream": stream,
         }
         return view
 
@@ -101,6 +107,7 @@ def _operation(rule: Any, spec: dict[str, Any], ref: dict[Any, Any]) -> dict[str
         }
         for name in sorted(rule.arguments)
     ]
+    params += _query_parameters(spec["query"])
     params += [
         {
             "name": name,
@@ -118,19 +125,59 @@ def _operation(rule: Any, spec: dict[str, Any], ref: dict[Any, Any]) -> dict[str
     if spec["body"] is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref[spec["body"]]}}}
     for status, model in spec["responses"].items():
+        described: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
+        op["responses"][str(status)] = described
+        if status == 204:
+            continue
         media = "application/problem+json" if status in _PROBLEM_STATUSES else "application/json"
         schema = ref[model] if model is not None else ref[Problem]
-        op["responses"][str(status)] = {
-            "description": _DESCRIPTIONS.get(status, "OK"),
-            "content": {media: {"schema": schema}},
-        }
+        if spec["stream"] and status == 200:
+            media, schema = "text/event-stream", _event(schema)
+        described["content"] = {media: {"schema": schema}}
     return op
+
+
+def _event(data: dict[str, Any]) -> dict[str, Any]:
+    """One Server-Sent Event whose `data` is a JSON document of the schema `data` (OpenAPI 3.1 has the
+    media type's schema describe each event)."""
+    return {
+        "type": "object",
+        "required": ["id", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The session's version"},
+            "event": {"type": "string", "const": "message"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting"},
+        },
+    }
+
+
+def _query_parameters(model: type[BaseModel] | None) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI query parameters (an optional field's `null` left out)."""
+    if model is None:
+        return []
+    schema = model.model_json_schema()
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", "")
+        prop.pop("title", None)
+        options = [p for p in prop.pop("anyOf", []) if p.get("type") != "null"]
+        if options:
+            prop = {**options[0], **prop}
+        if prop.get("default", 0) is None:
+            del prop["default"]
+        params.append(
+            {"name": name, "in": "query", "required": False, "description": description, "schema": prop}
+        )
+    return params
 
 
 _DESCRIPTIONS = {
     200: "OK",
     201: "Created",
     202: "Accepted",
+    204: "No Content: the stream's session is final and the client has its last version",
     400: "Malformed request",
     401: "Missing or invalid credential",
     404: "Not found, or the credential does not open it",

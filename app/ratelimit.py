@@ -2,7 +2,8 @@
 
 Two budgets, each a fixed window of one minute that opens with its first request (so a burst cannot
 straddle a clock-aligned boundary and pass twice the limit):
-  mfa:rl:addr:{client address}   reads, token submissions and cancels from one client address
+  mfa:rl:addr:{client address}   reads (a stream's opening too), token submissions and cancels from one
+                                 client address
   mfa:rl:session:{session id}    token submissions to one session
 
 Both are checked and counted by one Lua script: one round trip, atomic under concurrency (INCR, then
@@ -32,7 +33,9 @@ from mfa.keys import PREFIX
 WINDOW_MS = 60_000
 KEY_PREFIX = PREFIX + "rl:"
 # The frontend routes; creation is backend-only, authenticated by API key, and not limited here.
-ADDRESS_LIMITED = frozenset({"sessions.read_session", "sessions.submit_token", "sessions.cancel_session"})
+ADDRESS_LIMITED = frozenset(
+    {"sessions.read_session", "live.stream_session", "sessions.submit_token", "sessions.cancel_session"}
+)
 SESSION_LIMITED = frozenset({"sessions.submit_token"})
 
 # KEYS: address counter, session counter ('' when the request does not count against a session).

@@ -76,6 +76,25 @@ class SessionOut(BaseModel):
     updated_at: str
     external_ref: str | None
     outcome: Outcome | None
+    version: int = Field(
+        description="Goes up by one with every change a reader can see: the `id` of the stream's events, "
+        "and the `after` of a long-poll"
+    )
+
+
+class LongPollQuery(BaseModel):
+    """`GET /v1/sessions/{id}?wait=&after=`: hold the answer until the session changes (a long-poll)."""
+
+    model_config = ConfigDict(extra="ignore")
+    wait: int = Field(
+        0,
+        ge=0,
+        le=25,
+        description="Seconds to hold the answer until the session's version is not `after` (0: at once)",
+    )
+    after: int | None = Field(
+        None, ge=0, description="The version the caller holds (default: the session's version now)"
+    )
 
 
 class CreatedSessionOut(SessionOut):

@@ -1,4 +1,4 @@
-"""What the factory wires once per process and every view shares: settings, Redis and the store."""
+"""What the factory wires once per process and every view shares: settings, Redis, the store, the feed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from flask import current_app
 from redis import Redis
 
 from mfa.connections import Role, connect
+from mfa.feed import ChangeFeed
 from mfa.settings import Settings
 from mfa.store import SessionStore
 
@@ -19,12 +20,14 @@ class Services:
     settings: Settings
     redis: Redis
     store: SessionStore
+    feed: ChangeFeed  # the process's one subscription to session changes (live status)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Create clients; nothing connects until the first command."""
         redis = connect(settings, Role.WEB)
-        return cls(settings, redis, SessionStore.for_settings(settings, redis))
+        feed = ChangeFeed(connect(settings, Role.FEED))
+        return cls(settings, redis, SessionStore.for_settings(settings, redis), feed)
 
 
 def services() -> Services:

@@ -1,4 +1,4 @@
-"""The /v1/sessions routes: create from a 428, read, submit the token, cancel."""
+"""The /v1/sessions routes: create from a 428, read (or long-poll: app/live.py), submit the token, cancel."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from flask import Blueprint, Response, jsonify, request
 from app.auth import authorize_session, current_principal, new_client_secret, require_api_key
 from app.errors import ApiError
 from app.idempotency import run_idempotent
+from app.live import long_poll
 from app.openapi import documented
-from app.schemas import CreatedSessionOut, CreateSessionBody, SessionOut, TokenBody
+from app.schemas import CreatedSessionOut, CreateSessionBody, LongPollQuery, SessionOut, TokenBody
 from app.services import services
 from app.validation import parse_body, read_json
 from mfa.clock import now_ms
@@ -53,9 +54,13 @@ def create_session() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/<session_id>")
-@documented("Read a session", responses={200: SessionOut, **_SESSION_ERRORS})
+@documented(
+    "Read a session; with `wait`, once it changes (a long-poll)",
+    responses={200: SessionOut, 422: None, **_SESSION_ERRORS},
+    query=LongPollQuery,
+)
 def read_session(session_id: str) -> Response:
-    session = authorize_session()
+    session = long_poll(authorize_session())
     now = now_ms()
     if session.reads_expired(now):
         services().store.expire_due(session_id, now)  # make what the reader sees durable

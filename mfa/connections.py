@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -15,19 +15,35 @@ class Role(str, Enum):
     """Who holds the connection; each fails and waits differently."""
 
     WEB = "web"  # inside a request: fail fast to a 503 rather than stack retries
+    FEED = "feed"  # the web process's one subscription to the change feed (mfa/feed.py)
     WORKER = "worker"  # RQ's dequeue blocks on the socket: no read timeout
     SWEEPER = "sweeper"  # background loops: a read timeout, so an outage never hangs them
+
+
+# A web process serves thousands of connections at once (gevent), but Redis needs only as many
+# connections as commands in flight: requests beyond WEB_POOL_SIZE wait for one, up to
+# WEB_POOL_WAIT_SECONDS, and are then answered 503 like any other store failure.
+WEB_POOL_SIZE = 64
+WEB_POOL_WAIT_SECONDS = 2.0
 
 
 def connect(settings: Settings, role: Role) -> Redis:
     """A client for `role`; nothing connects until the first command."""
     if role is Role.WEB:
-        return Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=WEB_POOL_SIZE,
+            timeout=WEB_POOL_WAIT_SECONDS,
             socket_connect_timeout=1,
             socket_timeout=5,
             health_check_interval=30,
             retry=Retry(NoBackoff(), 1),
+        )
+        return Redis(connection_pool=pool)
+    if role is Role.FEED:
+        # No retries of its own: mfa/feed.py sees every failure, subscribes again and tells its readers.
+        return Redis.from_url(
+            settings.redis_url, socket_connect_timeout=1, socket_timeout=5, retry=Retry(NoBackoff(), 0)
         )
     if role is Role.WORKER:
         return Redis.from_url(settings.redis_url, health_check_interval=30, socket_connect_timeout=2)

@@ -268,6 +268,7 @@ class MfaSession:
             "updated_at": rfc3339(self.updated_at_ms),
             "external_ref": self.external_ref,
             "outcome": Outcome(**outcome).model_dump() if outcome else None,
+            "version": self.version,
         }
 
 

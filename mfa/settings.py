@@ -57,6 +57,9 @@ class Settings:
     links_enabled: bool = False
     call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
+    # Live status (app/live.py): a comment on an idle stream this often, and a stream's longest life.
+    stream_heartbeat_seconds: float = 15.0
+    stream_max_seconds: float = 600.0
     log_level: str = "INFO"
 
     @classmethod
@@ -100,6 +103,8 @@ class Settings:
             links_enabled=_links_enabled(env),
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
+            stream_heartbeat_seconds=number("STREAM_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
+            stream_max_seconds=number("STREAM_MAX_SECONDS", 600.0, minimum=1),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )
 

@@ -54,13 +54,17 @@ def service_env(redis_server: Proc, sandbox_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_api(service_env: dict[str, str], redis: Redis) -> Callable[..., InProcessApi]:
+def make_api(service_env: dict[str, str], redis: Redis) -> Iterator[Callable[..., InProcessApi]]:
     """An in-process service with settings of the test's own (`make_api(RATE_LIMIT_PER_MINUTE="5")`)."""
+    made: list[InProcessApi] = []
 
     def make(**env: str) -> InProcessApi:
-        return service_api({**service_env, **env}, redis)
+        made.append(service_api({**service_env, **env}, redis))
+        return made[-1]
 
-    return make
+    yield make
+    for api in made:
+        api.close()  # its change feed's subscription, if a stream or long-poll started one
 
 
 @pytest.fixture

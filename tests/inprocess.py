@@ -88,6 +88,23 @@ class InProcessApi(Api):
         if self.jobs is not None:
             self.jobs.run_due()
 
+    def open_stream(
+        self, session_id: str, credential: str | None = "", last_event_id: int | None = None
+    ) -> TestResponse:
+        """GET .../stream, unbuffered: the answer's body is read as the app produces it."""
+        assert self.app is not None
+        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        cred = self.api_key if credential == "" else credential
+        if cred is not None:
+            headers["Authorization"] = f"Bearer {cred}"
+        client = self.app.test_client(use_cookies=False)
+        return client.get(f"/v1/sessions/{session_id}/stream", headers=headers, buffered=False)
+
+    def close(self) -> None:
+        """Stop the app's change feed (its thread and subscription)."""
+        if self.app is not None:
+            self.app.extensions["mfa"].feed.close()
+
 
 def service_api(
     env: Mapping[str, str], redis: Redis | None = None, api_key: str | None = None

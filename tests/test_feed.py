@@ -1,0 +1,70 @@
+"""The change feed (mfa/feed.py) on the real Redis: one subscription, fanned out; resubscribed after a loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+from redis import Redis
+
+from devstack.processes import wait_for
+from mfa.feed import ChangeFeed
+from mfa.keys import CHANGES_CHANNEL
+
+
+@pytest.fixture
+def feed(redis: Redis) -> Iterator[ChangeFeed]:
+    kwargs = redis.connection_pool.connection_kwargs
+    client = Redis(host=kwargs["host"], port=kwargs["port"], socket_timeout=5)
+    made = ChangeFeed(client)
+    yield made
+    made.close()
+
+
+def _subscribed(feed: ChangeFeed, times: int = 1) -> None:
+    wait_for(lambda: feed.subscriptions >= times, 5, f"subscription number {times}")
+
+
+def test_an_announcement_wakes_the_watches_of_its_session_only(feed, redis):
+    with ExitStack() as stack:
+        a1, a2 = (stack.enter_context(feed.watch("mfa_a")) for _ in range(2))
+        b = stack.enter_context(feed.watch("mfa_b"))
+        _subscribed(feed)
+        for watch in (a1, a2, b):
+            watch.wait(0)  # take the wake every watch gets when the feed subscribes
+        redis.publish(CHANGES_CHANNEL, "mfa_a 2")
+        assert a1.wait(5) and a2.wait(5)
+        assert not b.wait(0.3)
+    assert feed.watching() == 0  # a watch ends with its block
+
+
+def test_many_watches_share_one_subscription(feed, redis):
+    with ExitStack() as stack:
+        for i in range(50):
+            stack.enter_context(feed.watch(f"mfa_{i}"))
+        _subscribed(feed)
+        assert feed.watching() == 50
+        wait_for(lambda: redis.pubsub_numsub(CHANGES_CHANNEL)[0][1] == 1, 5, "a single subscriber")
+
+
+def test_a_lost_subscription_is_made_again_and_every_watch_is_woken_to_reread(feed, redis):
+    with feed.watch("mfa_a") as a, feed.watch("mfa_b") as b:
+        _subscribed(feed)
+        a.wait(0), b.wait(0)
+        killed = redis.client_kill_filter(_type="pubsub")
+        assert killed >= 1
+        # Whatever was announced while it was down is lost: the feed wakes everyone to read the log.
+        _subscribed(feed, 2)
+        assert a.wait(5) and b.wait(5) and not a.closing
+        redis.publish(CHANGES_CHANNEL, "mfa_b 3")
+        assert b.wait(5)
+
+
+def test_close_wakes_every_watch_as_closing_and_later_watches_start_closed(feed):
+    with feed.watch("mfa_a") as a:
+        _subscribed(feed)
+        feed.close()
+        assert a.wait(5) and a.closing
+    with feed.watch("mfa_b") as b:
+        assert b.closing
