@@ -75,7 +75,11 @@ class BodyDeadline:
                 body = environ["wsgi.input"].read(self.max_bytes + 1)
         except BodyTimeout:
             return self._request_timeout(start_response)
+        # The body is now whole and of known length: so the app sees it, and a chunked body past the cap
+        # is refused (413) as one with a Content-Length is, instead of being cut at the cap.
         environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)
 
     def _request_timeout(self, start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -40,6 +40,9 @@ class PortTaken(RuntimeError):
 def ensure_free(port: int, variable: str) -> None:
     """PortTaken unless `port` can be bound on 127.0.0.1 now (nothing listens there)."""
     with socket.socket() as s:
+        # SO_REUSEADDR, as servers set it: connections of a server that just died (TIME_WAIT) do not
+        # count, a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -151,7 +151,7 @@ class ChangeFeed:
                 log.warning("change feed: subscription lost (%s); subscribing again", type(exc).__name__)
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF_SECONDS)
                 time.sleep(backoff)
-            except Exception:  # noqa: BLE001 - the feed must outlive any surprise, or streams go deaf
+            except Exception:  # the feed must outlive any surprise, or its streams go deaf
                 if self._closed:
                     break  # close() disconnected the connection under a read: redis-py may raise anything
                 log.exception("change feed: unexpected error; subscribing again")

@@ -76,8 +76,9 @@ class Stack:
             if proc is not self.redis_proc and proc.alive:
                 proc.signal(signal.SIGTERM)
 
-    def start_web(self, workers: int = 1) -> Api:
-        self.web = self._owned(start_web(self.env, self.logs, workers=workers))
+    def start_web(self, workers: int = 1, name: str = "web") -> Api:
+        """A gunicorn (another one on a second call, on its own port: two web hosts on one Redis)."""
+        self.web = self._owned(start_web(self.env, self.logs, workers=workers, name=name))
         self.api = Api(self.web.url)
         return self.api
 

@@ -1,4 +1,4 @@
-"""The change feed (mfa/feed.py) on the real Redis: one subscription, fanned out; resubscribed after a loss."""
+"""The change feed (mfa/feed.py) on the real Redis: one subscription, fanned out, made again after a loss."""
 
 from __future__ import annotations
 
