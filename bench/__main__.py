@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import figures as fig
+from bench.aio import raise_open_files_limit
 from bench.dispatch import measure_dispatch
 from bench.http import measure_http
 from bench.load import BenchSetupError, ensure_wrk
@@ -22,11 +23,13 @@ from bench.machine import machine_info
 from bench.memory import measure_memory
 from bench.profile import PY_SPY
 from bench.report import Run, write_all
-from bench.stack import WEB_THREADS, WEB_WORKERS, running, service_env
+from bench.slow import measure_slow_clients
+from bench.stack import WEB_CONNECTIONS, WEB_WORKERS, running, service_env
+from bench.streams import measure_streams
 from bench.throughput import measure_throughput
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("http", "dispatch", "throughput", "memory")
+PHASES = ("http", "slow", "streams", "dispatch", "throughput", "memory")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Plan:
     dispatch_samples: int = 200
     workers: tuple[int, ...] = (1, 4, 16)
     memory_counts: tuple[int, ...] = (10_000, 100_000)
+    streams: int = 1000
+    stream_samples: int = 200
 
 
 QUICK = Plan(
@@ -47,6 +52,7 @@ QUICK = Plan(
     dispatch_samples=30,
     workers=(1, 4),
     memory_counts=(1_000, 10_000),
+    stream_samples=50,
 )
 
 
@@ -73,6 +79,29 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
                 rounds=plan.rounds,
             )
             result.figures += fig.http_figures(result.pairs)
+        if "slow" in phases:
+            _phase("slow clients: GET beside 200 slow-header connections", started)
+            slow = measure_slow_clients(
+                stack, redis, sandbox.url, seconds=plan.seconds, conns=plan.conns, rounds=plan.rounds
+            )
+            result.figures += fig.slow_client_figures(slow)
+        if "streams" in phases:
+            _phase(f"live streams: {plan.streams:,} open, event latency, GET beside them", started)
+            streams = measure_streams(
+                stack,
+                redis,
+                sandbox,
+                streams=plan.streams,
+                samples=plan.stream_samples,
+                seconds=plan.seconds,
+                conns=plan.conns,
+                rounds=plan.rounds,
+            )
+            print(
+                f"  worker commit to client: p50 {fig.percentile(streams.worker_ms, 50):.1f} ms, "
+                f"p99 {fig.percentile(streams.worker_ms, 99):.1f} ms ({len(streams.worker_ms)} events)"
+            )
+            result.figures += fig.stream_figures(streams)
         if "dispatch" in phases:
             _phase("dispatch latency, idle", started)
             d = measure_dispatch(stack, redis, sandbox, samples=plan.dispatch_samples)
@@ -100,7 +129,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]
             result.figures += fig.memory_figures(result.memory)
     result.params = {
-        "web": f"{WEB_WORKERS} workers x {WEB_THREADS} gthread threads",
+        "web": f"{WEB_WORKERS} gevent workers x {WEB_CONNECTIONS} connections",
         "conns": plan.conns,
         "seconds": plan.seconds,
         "rounds": plan.rounds,
@@ -131,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every process we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    raise_open_files_limit()  # 1,000 streams and 200 slow clients, here and in the gunicorn we start
     out_dir = HERE / "out" / "partial" if args.only else HERE
     run(QUICK if args.quick else Plan(), phases, out_dir, "quick" if args.quick else "full")
     return 0

@@ -8,11 +8,17 @@ from typing import Any
 from bench.dispatch import DispatchResult
 from bench.http import TARGETS, Pair
 from bench.memory import MemoryResult
+from bench.slow import SLOW_CONNECTIONS, SlowResult
+from bench.streams import StreamResult
 from bench.throughput import ThroughputResult
 
 MAX_SESSION_BYTES = 2048
 DISPATCH_MAX_RATIO = 2.0
 THROUGHPUT_MIN_RATIO = 0.8
+BESIDE_MIN_RATIO = 0.8  # GET requests/s beside slow clients or open streams, over the same alone
+SLOW_P99_MAX_RATIO = 2.0
+STREAM_P50_MAX_MS, STREAM_P99_MAX_MS = 20.0, 200.0
+_REPORT = (None, None, "report", None)  # a figure only reported: no baseline, ratio, target or verdict
 ROUTES = {
     "get": "GET /v1/sessions/{id}",
     "token": "POST /v1/sessions/{id}/token",
@@ -182,4 +188,87 @@ def worker_memory_figures(one: ThroughputResult, many: ThroughputResult) -> list
         fig(f"worker memory after {one.sessions} jobs: python -m worker and children, RSS", after["rss"]),
         fig(f"worker memory after jobs, one of N={many.workers} (one process), RSS", solo[0]["rss"]),
         fig(f"worker memory after jobs, all N={many.workers} workers, total PSS", total_pss * 1024),
+    ]
+
+
+def slow_client_figures(r: SlowResult) -> list[Figure]:
+    """GET requests/s and p99 beside the slow-header clients, against the same run alone."""
+    beside = f"beside {SLOW_CONNECTIONS} slow-header clients"
+    rps, base_rps = r.rps("slow"), r.rps("alone")
+    p99, base_p99 = r.p99("slow"), r.p99("alone")
+    return [
+        Figure(
+            f"{ROUTES['get']} requests/s {beside}",
+            _r(rps, 0),
+            "req/s",
+            _r(base_rps, 0),
+            _r(rps / base_rps),
+            f">= {BESIDE_MIN_RATIO}x alone",
+            rps / base_rps >= BESIDE_MIN_RATIO,
+        ),
+        Figure(
+            f"{ROUTES['get']} p99 {beside}",
+            _r(p99, 1),
+            "ms",
+            _r(base_p99, 1),
+            _r(p99 / base_p99),
+            f"<= {SLOW_P99_MAX_RATIO:g}x alone",
+            p99 / base_p99 <= SLOW_P99_MAX_RATIO,
+        ),
+    ]
+
+
+def stream_figures(r: StreamResult) -> list[Figure]:
+    """Commit-to-client latency with every stream open, and GET beside the open streams."""
+    n = f"{r.streams:,} open streams"
+    p50, p99 = percentile(r.worker_ms, 50), percentile(r.worker_ms, 99)
+    rps, base_rps = r.rps("streams"), r.rps("alone")
+    p99_get, base_p99_get = r.p99("streams"), r.p99("alone")
+    return [
+        Figure(
+            f"live event latency p50, worker's commit to the client, {n}",
+            _r(p50, 1),
+            "ms",
+            None,
+            None,
+            f"<= {STREAM_P50_MAX_MS:g} ms",
+            p50 <= STREAM_P50_MAX_MS,
+        ),
+        Figure(
+            f"live event latency p99, worker's commit to the client, {n}",
+            _r(p99, 1),
+            "ms",
+            None,
+            None,
+            f"<= {STREAM_P99_MAX_MS:g} ms",
+            p99 <= STREAM_P99_MAX_MS,
+        ),
+        Figure(
+            f"live event latency p50, web's commit (token accepted) to the client, {n}",
+            _r(percentile(r.web_ms, 50), 1),
+            "ms",
+            None,
+            None,
+            "report",
+            None,
+        ),
+        Figure(
+            f"{ROUTES['get']} requests/s beside {n}",
+            _r(rps, 0),
+            "req/s",
+            _r(base_rps, 0),
+            _r(rps / base_rps),
+            f">= {BESIDE_MIN_RATIO}x alone",
+            rps / base_rps >= BESIDE_MIN_RATIO,
+        ),
+        Figure(
+            f"{ROUTES['get']} p99 beside {n}",
+            _r(p99_get, 1),
+            "ms",
+            _r(base_p99_get, 1),
+            _r(p99_get / base_p99_get),
+            "report",
+            None,
+        ),
+        Figure("web tier memory per open stream (RSS)", _r(r.web_kib_per_stream, 1), "KiB", *_REPORT),
     ]

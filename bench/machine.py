@@ -13,7 +13,7 @@ from typing import Any
 from redis import Redis
 
 from bench.load import ensure_wrk
-from bench.stack import WEB_THREADS, WEB_WORKERS
+from bench.stack import WEB_CONNECTIONS, WEB_WORKERS
 
 
 def _cpu_model() -> str:
@@ -71,7 +71,7 @@ def machine_info(redis_url: str, mode: str) -> dict[str, Any]:
         "redis_server": redis_version,
         "packages": {name: version(name) for name in ("flask", "gunicorn", "redis", "rq", "requests")},
         "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "wrk",
-        "gunicorn": f"{WEB_WORKERS} workers x {WEB_THREADS} threads, gthread (gunicorn.conf.py defaults)",
+        "gunicorn": f"{WEB_WORKERS} gevent workers x {WEB_CONNECTIONS} connections (gunicorn.conf.py)",
         "mode": mode,
         "code": code_version(),
         "background_busy_at_start": busy_share(),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 HOW = """\
-- **Configuration.** As the README recommends: `WEB_CONCURRENCY=2`, `WEB_THREADS=4` (gthread, the
-  defaults of `gunicorn.conf.py`), Redis with AOF, and the worker as the Procfile runs it
+- **Configuration.** As the README recommends: `WEB_CONCURRENCY=2` gevent workers
+  (`app.server.DeadlineWorker`, the defaults of `gunicorn.conf.py`), Redis with AOF, and the worker as the
+  Procfile runs it
   (`python -m worker`: an `rq.SimpleWorker` subclass, jobs run in the worker process, plus the
   sweeper thread); gunicorn with `preload_app = True`; redis-py with `hiredis` (requirements.txt).
 - **HTTP (the three requests/s figures and their p99).** The service (`app:create_app()`) and a bare
@@ -33,6 +34,21 @@ HOW = """\
   made through the sandbox and the API first; tokens POSTed by 8 concurrent clients; the clock runs
   from the first POST to the latest final `updated_at`. Worker CPU per job is the worker processes'
   CPU (children included, through `cutime`) over the jobs.
+- **Slow clients.** The service alone under gunicorn (its defaults: header deadline 5 s, body deadline
+  10 s), the GET load above, {rounds} round(s) alone and {rounds} beside 200 connections that each send
+  `GET /healthz HTTP/1.1` and `Host:`, then one header line every 2 s, and connect again as soon as the
+  server hangs up on them (at the header deadline), so 200 are held throughout; how many were held is
+  sampled every 0.2 s. Targets against the same run alone: requests/s at least 0.8x, p99 at most 2x.
+- **Live streams.** The service, one `python -m worker` and the sandbox; 1,000 streams
+  (`GET /v1/sessions/{{id}}/stream`, HTTP/1.1, one connection each) held by an asyncio client in the
+  benchmark process: the sessions of all but a sample are seeded, the sample's are sandbox 428s stored
+  through the API. With every stream open (each has sent its first event), the sample's tokens are
+  submitted one every 50 ms; the worker resumes each at the sandbox and commits `succeeded`. Latency:
+  the event's arrival at the client (`time.time()` when its block is parsed) minus the session's
+  `updated_at` (the committing process's `now`, one machine clock, millisecond resolution). The GET
+  load runs once alone before the streams open, once beside them (and, with more rounds, beside them
+  then alone after they are closed; a closed stream's server side ends at its next heartbeat).
+  Heartbeats at the default 15 s. Memory: RSS of the gunicorn tree before and after the streams open.
 - **Redis memory per waiting session.** A redis-server of its own, `FLUSHALL`, `INFO memory`
   `used_memory` before and after storing 10,000 and then (in total) 100,000 sessions with
   `SessionStore.create`: the hash, the Belvo-session index key, the expiry zset entry, and the TTLs

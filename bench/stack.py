@@ -17,8 +17,9 @@ from devstack.processes import PYTHON, ROOT, Proc, free_port, spawn, start_redis
 API_KEY = "bench-api-key-0123456789abcdef"
 BELVO_SECRET_ID = "sandbox-secret-id"
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-bench"
-# gunicorn.conf.py's defaults, "what the benchmarks measured best on a 2-core host".
-WEB_WORKERS, WEB_THREADS = 2, 4
+# gunicorn.conf.py's defaults: two gevent worker processes, one per core, each holding up to
+# WEB_CONNECTIONS connections.
+WEB_WORKERS, WEB_CONNECTIONS = 2, 2000
 GRACE_SECONDS = 15.0  # devstack's own stop timeout: RQ's warm shutdown lets the job in hand finish
 
 
@@ -61,7 +62,7 @@ class Stack:
         port = free_port()
         env = {
             "WEB_CONCURRENCY": str(WEB_WORKERS),
-            "WEB_THREADS": str(WEB_THREADS),
+            "WEB_CONNECTIONS": str(WEB_CONNECTIONS),
             **env,
             "PORT": str(port),
             "WEB_BIND_HOST": "127.0.0.1",

@@ -24,7 +24,7 @@ class Role(str, Enum):
 # connections as commands in flight: requests beyond WEB_POOL_SIZE wait for one, up to
 # WEB_POOL_WAIT_SECONDS, and are then answered 503 like any other store failure.
 WEB_POOL_SIZE = 64
-WEB_POOL_WAIT_SECONDS = 2.0
+WEB_POOL_WAIT_SECONDS = 5.0  # as long as a command may take (socket_timeout)
 
 
 def connect(settings: Settings, role: Role) -> Redis:

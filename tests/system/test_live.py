@@ -7,6 +7,7 @@ stream that hangs fails the test instead of stalling it.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -187,3 +188,25 @@ def open_streams(sessions: list[tuple[Api, dict]]) -> Iterator[list[StreamReader
     finally:
         for r in responses:
             r.close()
+
+
+def test_a_stopping_web_process_ends_its_streams_with_a_retry_hint_and_exits_promptly(
+    stack: Stack, hosts: tuple[Api, Api]
+) -> None:
+    leaving = stack.start_web(name="web3")
+    proc = stack.web
+    assert proc is not None
+    s = leaving.created(stack.sandbox.pause())
+    with streaming(leaving, s["id"], s["client_secret"]) as stream:
+        assert stream.next_event() is not None
+        stopped_at = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        rest = stream.rest(timeout=10)
+    assert [b.retry for b in rest if not b.comments] == [2000]  # the stream's last word: come back
+    proc.popen.wait(15)
+    # Well inside gunicorn's graceful_timeout (20 s), which open streams would otherwise use up.
+    assert time.monotonic() - stopped_at < 10
+    # The client comes back to another host and resumes where it was.
+    with streaming(hosts[1], s["id"], s["client_secret"], last_event_id=1) as resumed:
+        hosts[1].cancel(s["id"])
+        assert _events(resumed.rest()) == [(2, "cancelled")]
