@@ -14,6 +14,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system app && useradd --system --gid app --home-dir /srv --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
+COPY --chown=root:root mfa ./mfa
 COPY --chown=root:root app ./app
 COPY --chown=root:root worker ./worker
 COPY --chown=root:root sandbox ./sandbox
