@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import resource
 import threading
 from collections.abc import Coroutine
@@ -25,6 +26,8 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # asyncio holds its tasks weakly: one nobody references can be collected mid-await.
+        self._running: set[concurrent.futures.Future[Any]] = set()
         self._thread = threading.Thread(target=self.loop.run_forever, name="bench-clients", daemon=True)
         self._thread.start()
 
@@ -33,8 +36,10 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Start `coro` on the loop without waiting for it."""
-        asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Start `coro` on the loop without waiting for it (it is kept alive until it ends)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
 
     def close(self) -> None:
         """Cancel whatever still runs, then stop the loop and its thread."""

@@ -41,9 +41,9 @@ HOW = """\
   sampled every 0.2 s. Targets against the same run alone: requests/s at least 0.8x, p99 at most 2x.
 - **Live streams.** The service, one `python -m worker` and the sandbox; 1,000 streams
   (`GET /v1/sessions/{{id}}/stream`, HTTP/1.1, one connection each) held by an asyncio client in the
-  benchmark process: the sessions of all but a sample are seeded, the sample's are sandbox 428s stored
-  through the API. With every stream open (each has sent its first event), the sample's tokens are
-  submitted one every 50 ms; the worker resumes each at the sandbox and commits `succeeded`. Latency:
+  benchmark process, opened 100 at a time: the sessions of all but a sample are seeded, the sample's
+  are sandbox 428s stored through the API. With every stream open (each has sent its first event), the
+  sample's tokens are submitted one every 50 ms; the worker resumes each at the sandbox and commits `succeeded`. Latency:
   the event's arrival at the client (`time.time()` when its block is parsed) minus the session's
   `updated_at` (the committing process's `now`, one machine clock, millisecond resolution). The GET
   load runs once alone before the streams open, once beside them (and, with more rounds, beside them

@@ -54,12 +54,22 @@ class StreamClients:
         self.arrivals: list[Arrival] = []
         self.opened: set[str] = set()  # sessions whose stream has sent its first event
         self.refused: list[str] = []
+        self.connected = 0
+        self.answered = 0
 
     def open(self, session_id: str, secret: str) -> None:
-        self.loop.spawn(self._follow(session_id, secret))
+        self.loop.spawn(self._follow_or_note(session_id, secret))
+
+    async def _follow_or_note(self, session_id: str, secret: str) -> None:
+        try:
+            await self._follow(session_id, secret)
+        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+            if session_id not in self.opened:
+                self.refused.append(f"{session_id}: {exc!r}")
 
     async def _follow(self, session_id: str, secret: str) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.connected += 1
         try:
             writer.write(
                 f"GET /v1/sessions/{session_id}/stream HTTP/1.1\r\nHost: bench\r\n"
@@ -67,6 +77,7 @@ class StreamClients:
             )
             await writer.drain()
             status = await reader.readline()
+            self.answered += 1
             if b" 200 " not in status:
                 self.refused.append(f"{session_id}: {status!r}")
                 return
@@ -169,7 +180,13 @@ def measure_streams(
             for session_id, secret in secrets[start : start + OPEN_BATCH]:
                 clients.open(session_id, secret)
             count = min(streams, start + OPEN_BATCH)
-            wait_for(lambda n=count: len(clients.opened) + len(clients.refused) >= n, 60, f"{count} streams")
+            try:
+                wait_for(lambda n=count: len(clients.opened) + len(clients.refused) >= n, 60, "streams")
+            except TimeoutError:
+                raise RuntimeError(
+                    f"{len(clients.opened)} of {count} streams open, {len(clients.refused)} refused "
+                    f"({clients.refused[:3]}); {clients.connected} connected, {clients.answered} answered"
+                ) from None
         if clients.refused:
             raise RuntimeError(f"{len(clients.refused)} streams refused, e.g. {clients.refused[0]}")
         result.web_kib_per_stream = (_rss_kib(web.popen.pid) - rss_before) / streams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -20,26 +20,17 @@ class Role(str, Enum):
     SWEEPER = "sweeper"  # background loops: a read timeout, so an outage never hangs them
 
 
-# A web process serves thousands of connections at once (gevent), but Redis needs only as many
-# connections as commands in flight: requests beyond WEB_POOL_SIZE wait for one, up to
-# WEB_POOL_WAIT_SECONDS, and are then answered 503 like any other store failure.
-WEB_POOL_SIZE = 64
-WEB_POOL_WAIT_SECONDS = 5.0  # as long as a command may take (socket_timeout)
-
-
 def connect(settings: Settings, role: Role) -> Redis:
     """A client for `role`; nothing connects until the first command."""
     if role is Role.WEB:
-        pool = BlockingConnectionPool.from_url(
+        # One connection per command in flight: at most one per open request (WEB_CONNECTIONS).
+        return Redis.from_url(
             settings.redis_url,
-            max_connections=WEB_POOL_SIZE,
-            timeout=WEB_POOL_WAIT_SECONDS,
             socket_connect_timeout=1,
             socket_timeout=5,
             health_check_interval=30,
             retry=Retry(NoBackoff(), 1),
         )
-        return Redis(connection_pool=pool)
     if role is Role.FEED:
         # No retries of its own: mfa/feed.py sees every failure, subscribes again and tells its readers.
         return Redis.from_url(
