@@ -43,9 +43,10 @@ HOW = """\
   (`GET /v1/sessions/{{id}}/stream`, HTTP/1.1, one connection each) held by an asyncio client in the
   benchmark process, opened 100 at a time: the sessions of all but a sample are seeded, the sample's
   are sandbox 428s stored through the API. With every stream open (each has sent its first event), the
-  sample's tokens are submitted one every 50 ms; the worker resumes each at the sandbox and commits `succeeded`. Latency:
-  the event's arrival at the client (`time.time()` when its block is parsed) minus the session's
-  `updated_at` (the committing process's `now`, one machine clock, millisecond resolution). The GET
+  sample's tokens are submitted one every 50 ms; the worker resumes each at the sandbox and commits
+  `succeeded`. Latency: the event's arrival at the client (`time.time()` when its block is parsed) minus
+  the session's `updated_at` (the committing process's `now`, one machine clock, millisecond
+  resolution). The GET
   load runs once alone before the streams open, once beside them (and, with more rounds, beside them
   then alone after they are closed; a closed stream's server side ends at its next heartbeat).
   Heartbeats at the default 15 s. Memory: RSS of the gunicorn tree before and after the streams open.
