@@ -163,3 +163,10 @@ def test_a_body_that_arrives_in_time_is_served_as_usual(stack: Stack) -> None:
         timeout=10,
     )
     assert big.status_code == 413 and big.json()["code"] == "payload_too_large"
+    declared = requests.post(  # a Content-Length past the cap: refused without reading the body
+        f"{stack.api.url}/v1/sessions/{session['id']}/token",
+        data=b"x" * (80 * 1024),
+        headers={"Authorization": f"Bearer {session['client_secret']}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert declared.status_code == 413 and declared.json()["code"] == "payload_too_large"
