@@ -40,6 +40,8 @@ class PortTaken(RuntimeError):
 def ensure_free(port: int, variable: str) -> None:
     """PortTaken unless `port` can be bound on 127.0.0.1 now (nothing listens there)."""
     with socket.socket() as s:
+        # As a server binds: connections a killed server left closing (TIME-WAIT, FIN-WAIT) don't count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
