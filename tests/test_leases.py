@@ -25,7 +25,7 @@ def store(service_env, redis) -> SessionStore:
 
 
 def in_flight(api, sandbox, store: SessionStore, count: int, at: int) -> list[str]:
-    """`count` sessions submitted through the API, each with its call claimed at `at` (leased till +LEASE_MS)."""
+    """`count` sessions submitted through the API, each call claimed at `at` under a LEASE_MS lease."""
     ids = []
     for _ in range(count):
         s = api.created(sandbox.pause())
