@@ -48,6 +48,7 @@ class ResumeWorker(SimpleWorker):
     """RQ's in-process worker with `slots.size` jobs in flight at once, each in a thread of `slots`."""
 
     death_penalty_class = ThreadDeadline
+    log_result_lifespan = False  # "result discarded" for every job: results are never kept (result_ttl=0)
     # Sessions wait on the far side of an outage with their Belvo clock running: a minute of RQ's
     # backoff could let them expire, and a PING every 2 s costs Redis nothing.
     max_connection_wait_time = 2.0
@@ -94,10 +95,23 @@ class ResumeWorker(SimpleWorker):
         )
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
-        """RQ's worker state, except that a worker with calls in flight reads busy, not idle."""
+        """RQ's worker state, except that a worker with calls in flight reads busy, not idle; written
+        only when it changes (RQ writes it before every dequeue)."""
         if state == WorkerStatus.IDLE and self.slots.in_flight:
             state = WorkerStatus.BUSY
+        if pipeline is None and state == self.get_state():
+            return
         super().set_state(state, pipeline)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's worker heartbeat, sent from the work loop at most every HEARTBEAT_SECONDS. RQ sends
+        one around every job: at many jobs a second that is most of the loop's Redis traffic, for a
+        registration that lives worker_ttl + 60 s (8 minutes) between heartbeats."""
+        due = self.last_heartbeat is None or now() - self.last_heartbeat >= timedelta(
+            seconds=HEARTBEAT_SECONDS
+        )
+        if timeout is not None or pipeline is not None or due:
+            super().heartbeat(timeout, pipeline)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
@@ -158,7 +172,7 @@ class ResumeWorker(SimpleWorker):
         while not self.stop_requested:
             try:
                 self.set_state(WorkerStatus.IDLE)
-                self.heartbeat()
+                self.heartbeat()  # at most every HEARTBEAT_SECONDS (see heartbeat)
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
                 result = self.queue_class.dequeue_any(
@@ -186,6 +200,6 @@ class ResumeWorker(SimpleWorker):
 
     def _heartbeat_quietly(self) -> None:
         try:
-            self.heartbeat()
+            self.heartbeat(self.worker_ttl + 60)
         except RedisError:
             pass  # the next one may land; RQ's registration outlives several missed beats
