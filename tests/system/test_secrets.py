@@ -21,7 +21,8 @@ from tests.stack import Stack, build_stack
 from tests.support import (
     API_KEY,
     BELVO_SECRET_PASSWORD,
-    CREDENTIALS_KEY,
+    RESULT_PRIVATE_KEY,
+    SEALING_PRIVATE_KEY,
     SECOND_API_KEY,
     inflated,
     redis_values,
@@ -64,7 +65,14 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     web, worker = stack.web, stack.workers[0]
     assert api is not None and web is not None
     bank_password = "numeric_code"  # the sandbox's MFA credentials: the password is fixed
-    secrets: set[str] = {API_KEY, SECOND_API_KEY, BELVO_SECRET_PASSWORD, CREDENTIALS_KEY, bank_password}
+    secrets: set[str] = {
+        API_KEY,
+        SECOND_API_KEY,
+        BELVO_SECRET_PASSWORD,
+        SEALING_PRIVATE_KEY,
+        RESULT_PRIVATE_KEY,
+        bank_password,
+    }
     tokens = {"111111", "999999", "738291"}  # the sandbox decides by these; 738291 is rejected
     job_args: list[tuple] = []
 
