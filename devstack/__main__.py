@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from mfa.sealing import new_key_pair
-
 from devstack.processes import ROOT, PortTaken, Proc, start_redis, start_sandbox, start_web, start_worker
+from mfa.sealing import new_key_pair
 
 VAR = ROOT / "var"
 

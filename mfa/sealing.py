@@ -168,7 +168,7 @@ class AtRest:
 
 
 def main() -> int:
-    """Print a fresh key pair for each direction as env-file lines, each marked with the process it goes to."""
+    """Print a fresh key pair for each direction as env-file lines, marked with the process each goes to."""
     sealing_private, sealing_public = new_key_pair()
     result_private, result_public = new_key_pair()
     print("# web: seals bank credentials and MFA tokens; opens results")

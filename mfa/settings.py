@@ -110,8 +110,8 @@ class Settings:
         env = os.environ if env is None else env
         if env.get("CREDENTIALS_KEY", "").strip():
             raise ConfigError(
-                "CREDENTIALS_KEY (Fernet) is replaced by public-key sealing: set SEALING_PUBLIC_KEY on the web"
-                " and SEALING_PRIVATE_KEYS on the worker (python -m mfa.sealing), and unset CREDENTIALS_KEY"
+                "CREDENTIALS_KEY (Fernet) is replaced by public-key sealing: set SEALING_PUBLIC_KEY on the"
+                " web and SEALING_PRIVATE_KEYS on the worker (python -m mfa.sealing); unset CREDENTIALS_KEY"
             )
 
         def number(name: str, default: float, kind: type[float] = float, minimum: float = 0) -> float:
@@ -212,8 +212,8 @@ class Settings:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
         if self.result_private_keys:
             raise ConfigError(
-                "RESULT_PRIVATE_KEYS must not be given to the worker: it seals results with RESULT_PUBLIC_KEY,"
-                " and only the web opens them"
+                "RESULT_PRIVATE_KEYS must not be given to the worker: it seals results with"
+                " RESULT_PUBLIC_KEY, and only the web opens them"
             )
         if bool(self.sealing_private_keys) != bool(self.result_public_key):
             raise ConfigError(

@@ -63,7 +63,7 @@ def test_api_keys_are_split_on_commas_and_stripped():
 
 @pytest.mark.parametrize("short", ["short", "k" * 31])
 def test_an_api_key_under_32_characters_is_refused(short):
-    with pytest.raises(ConfigError, match="API_KEYS.*32"):
+    with pytest.raises(ConfigError, match=r"API_KEYS.*32"):
         Settings.from_env({"API_KEYS": f"{KEY},{short}"}).require_web()
     assert Settings.from_env({"API_KEYS": "k" * 32}).require_web().api_keys == ("k" * 32,)
 
@@ -155,7 +155,7 @@ def test_a_malformed_sealing_key_stops_start_up_naming_its_variable_not_its_valu
 
 
 def test_a_leftover_fernet_credentials_key_stops_start_up_with_the_migration():
-    with pytest.raises(ConfigError, match="CREDENTIALS_KEY.*SEALING_PUBLIC_KEY.*SEALING_PRIVATE_KEYS"):
+    with pytest.raises(ConfigError, match=r"CREDENTIALS_KEY.*SEALING_PUBLIC_KEY.*SEALING_PRIVATE_KEYS"):
         Settings.from_env({"CREDENTIALS_KEY": "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="})
 
 
