@@ -8,7 +8,13 @@ from dataclasses import replace
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import authorize_session, current_principal, new_client_secret, require_api_key
+from app.auth import (
+    authorize_session,
+    bearer_credential,
+    current_principal,
+    new_client_secret,
+    require_api_key,
+)
 from app.errors import ApiError
 from app.idempotency import run_idempotent
 from app.openapi import documented
@@ -121,6 +127,7 @@ def submit_token(session_id: str) -> Response:
         key=request.headers.get("Idempotency-Key"),
         scope=f"token:{session_id}",
         session_id=session_id,
+        credential=bearer_credential() or "",
         payload=payload if isinstance(payload, dict) else {},
         retention_seconds=svc.settings.idempotency_retention_seconds,
         handler=submit,

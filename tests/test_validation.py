@@ -101,7 +101,16 @@ def test_a_chunked_body_over_the_cap_is_refused_not_cut(api, route):
 
 @pytest.mark.parametrize(
     "token",
-    ["١٢٣٤٥٦", "１２３４５６", "12345\u00a0", "123\x7f", "\u0663", "1234\t", "x" * 65, ""],
+    [
+        "\u0661\u0662\u0663\u0664\u0665\u0666",  # Arabic-Indic digits
+        "\uff11\uff12\uff13\uff14\uff15\uff16",  # fullwidth digits
+        "12345\u00a0",
+        "123\x7f",
+        "\u0663",
+        "1234\t",
+        "x" * 65,
+        "",
+    ],
     ids=["arabic-indic", "fullwidth", "nbsp", "del", "one-arabic", "tab", "65", "empty"],
 )
 def test_a_token_of_anything_but_printable_ascii_is_refused_and_the_step_not_spent(api, sandbox, token):
