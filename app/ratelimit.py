@@ -192,7 +192,7 @@ def register_rate_limits(app: Flask) -> None:
             keys[1:] = [address_key(address), session_counter_key(session_id) if counted else ""]
         if not any(keys):
             return
-        exceeded, wait_ms = budgets.check(*keys, now=now_ms())
+        exceeded, wait_ms = budgets.check(keys[0], keys[1], keys[2], now_ms())
         if exceeded:
             raise ApiError(
                 429,
