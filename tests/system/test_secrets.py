@@ -34,7 +34,6 @@ from tests.support import (
     redis_values,
 )
 
-
 OWNER_EMAIL = "valeria.gomez@example.com"  # the sandbox's owners result: a person's bank data
 OWNER_NAME = "Valeria Gómez Ruiz"
 
@@ -173,7 +172,7 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     wait_for(lambda: marker in web.log_text(), 10, "the web access log to catch up")
 
     lines = web.log_text().splitlines() + worker.log_text().splitlines()
-    dump = redis_values(redis) + [_aof(stack)]
+    dump = [*redis_values(redis), _aof(stack)]
     secrets |= {OWNER_EMAIL, OWNER_NAME}
     token_pattern = re.compile(
         rb"(?<![0-9A-Za-z])(?:" + b"|".join(t.encode() for t in tokens) + rb")(?![0-9A-Za-z])"
