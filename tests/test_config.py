@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from app import create_app
 from mfa.errors import ConfigError
 from mfa.sealing import new_key_pair
-from mfa.settings import Settings, role_env
+from mfa.settings import WEB_WITHHELD, WORKER_WITHHELD, Settings, role_env
 from tests.support import RESULT_PRIVATE_KEY, RESULT_PUBLIC_KEY, SEALING_PRIVATE_KEY, SEALING_PUBLIC_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,3 +252,14 @@ def test_the_worker_process_exits_naming_the_missing_variables():
 def test_create_app_without_api_keys_raises():
     with pytest.raises(ConfigError, match="API_KEYS"):
         create_app({"API_KEYS": ""})
+
+
+def test_compose_gives_each_service_only_its_own_secrets():
+    """docker-compose.yml: the web never gets the worker's secrets, nor the worker the web's, and the
+    sandbox gets fixed credentials of its own, never the BELVO_* a deployment sets for real Belvo."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    web, worker = services["web"]["environment"], services["worker"]["environment"]
+    assert not set(web) & WEB_WITHHELD and not set(worker) & WORKER_WITHHELD
+    assert {"API_KEYS", "SEALING_PUBLIC_KEY", "RESULT_PRIVATE_KEYS"} <= set(web)
+    assert {"BELVO_SECRET_PASSWORD", "SEALING_PRIVATE_KEYS", "RESULT_PUBLIC_KEY"} <= set(worker)
+    assert not any("${" in str(value) for value in services["sandbox"]["environment"].values())
