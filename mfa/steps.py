@@ -121,9 +121,13 @@ class StepRunner:
         sealed = self.store.sealed_credentials(session_id)
         if sealed is None:
             raise StepUnusable("credentials_missing", "The bank credentials were no longer stored")
-        fields: dict[str, Any] = json.loads(
-            self._open(sealed, "credentials_unavailable", "The stored credentials")
-        )
+        opened = self._open(sealed, "credentials_unavailable", "The stored credentials")
+        try:
+            fields: dict[str, Any] = json.loads(opened)
+        except ValueError:  # not ours: e.g. sealed by the former Fernet key before an upgrade
+            raise StepUnusable(
+                "credentials_unavailable", "The stored credentials could not be read"
+            ) from None
         return fields
 
     def _open(self, stored: bytes, code: str, what: str) -> bytes:
