@@ -42,6 +42,9 @@ class PortTaken(RuntimeError):
 def ensure_free(port: int, variable: str) -> None:
     """PortTaken unless `port` can be bound on 127.0.0.1 now (nothing listens there)."""
     with socket.socket() as s:
+        # As the servers themselves bind: connections of a server just killed, left in TIME_WAIT, do
+        # not hold the port, while a live listener still does (Linux refuses the bind then).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
