@@ -76,7 +76,9 @@ class StepRunner:
                     deadline_ms,
                     lambda: self.store.finish(session_id, step, SessionStatus.FAILED, outcome, now_ms()),
                 )
-                log.error("session %s step %s: failed before the call (%s)", session_id, step, outcome["code"])
+                log.error(
+                    "session %s step %s: failed before the call (%s)", session_id, step, outcome["code"]
+                )
                 return SessionStatus.FAILED.value
             except UpstreamUnavailable as exc:
                 log.warning(
@@ -87,7 +89,9 @@ class StepRunner:
                     exc,
                 )
             decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
-            return self._stored(session_id, deadline_ms, lambda: self.record(session, claim.attempt, decision))
+            return self._stored(
+                session_id, deadline_ms, lambda: self.record(session, claim.attempt, decision)
+            )
 
     @staticmethod
     def _stored(session_id: str, deadline_ms: int, write: Callable[[], _T]) -> _T:
@@ -104,7 +108,9 @@ class StepRunner:
                     raise
                 if not waited:
                     log.warning(
-                        "session %s: Redis unavailable (%s); holding the answer", session_id, type(exc).__name__
+                        "session %s: Redis unavailable (%s); holding the answer",
+                        session_id,
+                        type(exc).__name__,
                     )
                     waited = True
                 time.sleep(min(wait, left_ms / 1000))  # short sleeps: a job timeout can still interrupt

@@ -6,6 +6,7 @@ Proven here, with 20 calls in flight in one `python -m worker` (WORKER_CONCURREN
 - SIGTERM: all 20 finish and are recorded, the jobs still queued are not taken (they stay in RQ's queue
   for the next worker), and the worker exits 0;
 - a Redis outage: every call is recorded with Belvo's answer once Redis returns, each exactly once;
+- a job that raises and one that runs past its timeout end their own steps, and the other 18 succeed;
 - calls longer than several leases: one keeper keeps every lease alive, so no sweeper mistakes them
   for a dead worker's;
 - the jobs come off RQ's queue through its reliable dequeue (BLMOVE into the intermediate list).
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pytest
 from rq import Queue
+from rq.job import Job
 
 from devstack.processes import wait_for
-from mfa.keys import LEASES_ZSET, events_key
+from mfa.keys import LEASES_ZSET, events_key, session_key
 from tests.stack import Stack, build_stack, descendants, patches
 from tests.support import FINAL, SERVICE_ENV
 
@@ -124,6 +126,24 @@ def test_redis_outage_with_twenty_calls_in_flight_records_every_answer_once_redi
     assert [int(st.record(sid)["version"]) for sid, _ in sessions] == [3] * IN_FLIGHT
     assert [st.redis.xlen(events_key(sid)) for sid, _ in sessions] == [2] * IN_FLIGHT
     assert [len(patches(st.sandbox, belvo)) for _, belvo in sessions] == [1] * IN_FLIGHT
+
+
+def test_a_job_that_raises_and_one_that_times_out_end_their_own_steps_only(stack):
+    st = stack
+    st.sandbox.fault("delay", delay_seconds=2.5, count=IN_FLIGHT - 1)
+    sessions = _submit(st, IN_FLIGHT)  # queued: no worker runs yet
+    (broken, _), (late, _) = sessions[:2]
+    st.redis.hset(session_key(broken), "expires_at", "not-a-time")  # its claim's script fails: the job raises
+    late_job = Job.fetch(f"resume_session-{late}-s1-a1", connection=st.redis)
+    late_job.timeout = 1  # this job runs past its timeout while its call is in flight
+    late_job.save()
+    worker = st.start_worker()
+    _await_final(st, sessions, 20)
+    assert st.outcome(broken) == ("failed", "internal_error")
+    assert st.outcome(late) == ("failed", "upstream_outcome_unknown")
+    assert [st.outcome(sid) for sid, _ in sessions[2:]] == [("succeeded", None)] * (IN_FLIGHT - 2)
+    assert [len(patches(st.sandbox, belvo)) for _, belvo in sessions] == [0] + [1] * (IN_FLIGHT - 1)
+    assert worker.alive
 
 
 def test_one_keeper_keeps_twenty_leases_alive_through_calls_longer_than_three_leases(stack):
