@@ -3,7 +3,7 @@
 RQ's `SimpleWorker` runs one job at a time in its own process. `ResumeWorker` keeps RQ's work loop,
 its reliable dequeue (one queue on Redis >= 6.2: BLMOVE into the queue's intermediate list, so a
 popped job is never only in a worker's memory), its per-job bookkeeping (`prepare_execution`,
-`perform_job`, registries, the failure callback) and its worker registration, and changes three things:
+`perform_job`, registries, the failure callback) and its worker registration, and changes these:
 
 - a job is dequeued only once one of the process's call slots is free (worker/slots.py), and then runs
   in a pooled thread, so up to WORKER_CONCURRENCY upstream calls are in flight at once;
@@ -12,7 +12,10 @@ popped job is never only in a worker's memory), its per-job bookkeeping (`prepar
 - a stop request never interrupts the dequeue: the dequeue blocks in rounds of a second and the loop
   looks at the request between rounds. SIGTERM or SIGINT therefore takes no new job, lets every call
   in flight finish and be recorded, and the worker then exits 0. A second signal exits at once; the
-  calls then in flight are left to their leases, like a killed worker's.
+  calls then in flight are left to their leases, like a killed worker's;
+- the loop that dequeues, which every job waits on, makes only the Redis round trips it must (the
+  BLMOVE and the job's HGETALL): RQ's worker heartbeat, state and suspension check are sent when due
+  rather than around every job, and the execution record is made in the job's own thread.
 """
 
 from __future__ import annotations
