@@ -69,10 +69,10 @@ class CallLeases:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating (calls still held then lapse); waits for a beat in progress."""
+        """Stop beating (calls still held then lapse); waits a little for a beat in progress."""
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=5)  # a beat stuck on a hung Redis must not hold up the exit
             self._thread = None
 
     def _run(self) -> None:
