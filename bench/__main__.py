@@ -31,7 +31,7 @@ PHASES = ("http", "dispatch", "throughput", "memory")
 
 @dataclass(frozen=True)
 class Plan:
-    """How long and how many: the full run stays under ~10 minutes on 2 cores."""
+    """How long and how many: the full run stays under ~15 minutes on 2 cores."""
 
     seconds: float = 10
     conns: int = 32
@@ -130,7 +130,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, check wrk, run, report."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs for development (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs for development (about 4 minutes)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(PHASES)}")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, even through a pipe
