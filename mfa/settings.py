@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet
 
+from mfa.destinations import DestinationPolicy, UnsafeDestination
 from mfa.errors import ConfigError
+from mfa.webhooks import WebhookSettings
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -58,6 +60,7 @@ class Settings:
     call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,7 +104,22 @@ class Settings:
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            webhooks=WebhookSettings.from_env(env),
         )
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        """Where webhooks may go (WEBHOOK_ALLOW_HTTP, WEBHOOK_ALLOW_PRIVATE)."""
+        return DestinationPolicy(self.webhooks.allow_http, self.webhooks.allow_private)
+
+    def require_webhook_url(self) -> Settings:
+        """Fail start-up when WEBHOOK_URL is set but could never receive a webhook."""
+        if self.webhooks.url:
+            try:
+                self.destination_policy.check_url(self.webhooks.url)
+            except UnsafeDestination as exc:
+                raise ConfigError(f"WEBHOOK_URL: {exc}") from None
+        return self
 
     def require_credentials_key(self) -> Settings:
         """Fail start-up when /v1/links is on without a usable Fernet key for bank credentials."""
@@ -117,7 +135,7 @@ class Settings:
 
     def require_web(self) -> Settings:
         """Fail start-up of the web process unless it can authenticate anyone."""
-        self.require_credentials_key()
+        self.require_credentials_key().require_webhook_url()
         if not self.api_keys:
             raise ConfigError("API_KEYS is required: a comma-separated list of backend API keys")
         if any(len(key) < 16 for key in self.api_keys):
@@ -137,7 +155,9 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
-        self.require_credentials_key()
+        self.require_credentials_key().require_webhook_url()
+        if self.webhooks.url and not self.webhooks.secrets:
+            raise ConfigError("WEBHOOK_URL needs WEBHOOK_SECRETS on the worker: whsec_ secrets to sign with")
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
         return self
