@@ -1,8 +1,9 @@
 """A real webhook receiver on loopback: records every request and answers as each test scripts it.
 
 Each path has a queue of planned answers (an HTTP status, a status with headers, or HANG: hold the
-request until the test releases it or the client gives up), then a default answer (200). Requests
-are recorded when their body has been read, before the answer is sent.
+request until the test releases it or the client gives up), then a default answer (200); while
+`hanging` is set, every request is held. Requests are recorded when their body has been read, before
+the answer is sent.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Receiver:
     plans: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(deque))
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    hanging: bool = False
 
     def plan(self, path: str, *answers: Any) -> None:
         """Answer the next requests to `path` with `answers` in turn: a status, (status, headers), or HANG."""
@@ -81,7 +83,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             with receiver.lock:
                 receiver.received.append(got)
                 plans = receiver.plans[self.path]
-                answer = plans.popleft() if plans else 200
+                answer = HANG if receiver.hanging else plans.popleft() if plans else 200
             if answer == HANG:
                 receiver.release.wait(60)
                 self.close_connection = True

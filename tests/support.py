@@ -21,6 +21,13 @@ BELVO_SECRET_ID = "sandbox-secret-id"
 # A fixed Fernet key for the bank credentials the tests register with (Fernet.generate_key() shape).
 CREDENTIALS_KEY = "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+# A Standard Webhooks signing secret (whsec_ + base64 of 32 bytes), and a receiver's settings on loopback.
+WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNpZ25pbmcta2V5LTMyLWJ5dGVzIQ=="
+WEBHOOK_LOOPBACK_ENV = {
+    "WEBHOOK_SECRETS": WEBHOOK_SECRET,
+    "WEBHOOK_ALLOW_HTTP": "1",  # a test receiver speaks plain HTTP
+    "WEBHOOK_ALLOW_PRIVATE": "1",  # on 127.0.0.1
+}
 
 # The service's settings in every test stack, in-process or real processes: short timings, so faults
 # end quickly; no rate limits, so bursts measure the state machine only. Stacks add REDIS_URL and

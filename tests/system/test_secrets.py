@@ -1,6 +1,6 @@
-"""Secrets hygiene: after every flow, no MFA token, client secret, API key, Belvo password or bank
-credential appears in any log line of the web and worker, nor in any Redis key or value (RQ's job
-data included, decompressed), once each step has ended."""
+"""Secrets hygiene: after every flow, no MFA token, client secret, API key, Belvo password, bank
+credential or webhook signing secret appears in any log line of the web and worker, nor in any Redis key
+or value (RQ's job data included, decompressed), once each step has ended, nor in any webhook sent."""
 
 from __future__ import annotations
 
@@ -17,21 +17,31 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from devstack.processes import wait_for
 from mfa.settings import Settings
+from tests.receiver import Receiver, receiving
 from tests.stack import Stack, build_stack
 from tests.support import (
     API_KEY,
     BELVO_SECRET_PASSWORD,
     CREDENTIALS_KEY,
     SECOND_API_KEY,
+    WEBHOOK_LOOPBACK_ENV,
+    WEBHOOK_SECRET,
     inflated,
     redis_values,
 )
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """gunicorn with two processes and one `python -m worker`, as the Procfile runs them."""
-    with build_stack(tmp_path_factory.mktemp("secrets"), web_workers=2, workers=1) as st:
+def receiver() -> Iterator[Receiver]:
+    with receiving() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Stack]:
+    """gunicorn with two processes and one `python -m worker`, as the Procfile runs them; webhooks on."""
+    env = {**WEBHOOK_LOOPBACK_ENV, "WEBHOOK_URL": f"{receiver.url}/hook"}
+    with build_stack(tmp_path_factory.mktemp("secrets"), env, web_workers=2, workers=1) as st:
         yield st
 
 
@@ -58,13 +68,15 @@ def _rq_idle(client: Redis) -> bool:
     )
 
 
-def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
-    """Drive every flow with distinctive secrets, then search the web and worker logs and all of Redis."""
+def test_no_secret_reaches_a_log_line_or_redis(stack: Stack, receiver: Receiver) -> None:
+    """Drive every flow with distinctive secrets, then search the web and worker logs, all of Redis and
+    every webhook sent."""
     api, sandbox, redis = stack.api, stack.sandbox, stack.redis
     web, worker = stack.web, stack.workers[0]
     assert api is not None and web is not None
     bank_password = "numeric_code"  # the sandbox's MFA credentials: the password is fixed
     secrets: set[str] = {API_KEY, SECOND_API_KEY, BELVO_SECRET_PASSWORD, CREDENTIALS_KEY, bank_password}
+    secrets |= {WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_")}
     tokens = {"111111", "999999", "738291"}  # the sandbox decides by these; 738291 is rejected
     job_args: list[tuple] = []
 
@@ -144,6 +156,11 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
         assert not [v for v in dump if secret.encode() in v], f"a secret is in Redis: {secret[:6]}..."
     assert not [line for line in lines if token_pattern.search(line.encode())], "an MFA token is logged"
     assert not [v for v in dump if token_pattern.search(v)], "an MFA token is in Redis"
+    sent = [r.body + repr(r.headers).encode() for r in receiver.on("/hook")]
+    assert len(sent) >= 10, "every flow above made webhook events"
+    for secret in secrets:
+        assert not [b for b in sent if secret.encode() in b], f"a secret is in a webhook: {secret[:6]}..."
+    assert not [b for b in sent if token_pattern.search(b)], "an MFA token is in a webhook"
 
 
 def test_bank_credentials_never_reach_redis_or_logs(stack: Stack) -> None:
