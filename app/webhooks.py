@@ -92,8 +92,10 @@ def _cursor(raw: str | None) -> Cursor | None:
 )
 def session_events(session_id: str) -> Response:
     require_api_key()
-    authorize_session()
-    return jsonify({"data": _views(services().outbox.session_events(session_id)), "next_cursor": None})
+    session = authorize_session()
+    return jsonify(
+        {"data": _views(services().outbox.session_events(session.id, session.version)), "next_cursor": None}
+    )
 
 
 @bp.get("/events")

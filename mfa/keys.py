@@ -16,9 +16,10 @@
   mfa:outbox          stream, the transactional outbox: one entry {e: event id, t: destination index} per
                       webhook delivery to make, written in the transaction that makes the change; read
                       by the workers' deliverers through the consumer group `deliverers`, deleted once settled
-  mfa:webhook:{evt}   hash, one webhook event: its payload's source, destinations and their delivery state
+  mfa:webhook:{evt}   hash, one webhook event: what it is, its destinations and their delivery state
+  mfa:webhook-payload:{evt}    string, the event's payload: its source (a session snapshot or data, JSON)
+                      until the first attempt, then the exact bytes sent
   mfa:webhook-attempts:{evt}   list, every delivery attempt of the event (JSON), newest last
-  mfa:session-webhooks:{id}    list, the session's webhook event ids in the order they were made
   mfa:webhooks:{status}        zset event id -> when it got that status (pending, delivered, failed)
   mfa:webhook-retries zset "{evt} {destination}" -> when its next attempt is due (ms); the sweeper
                       moves a due one back into mfa:outbox
@@ -44,8 +45,8 @@ REFS_KEPT = 1000  # sessions listed per external_ref, the newest
 OUTBOX_STREAM = PREFIX + "outbox"
 OUTBOX_GROUP = "deliverers"  # the consumer group of every worker's deliverer threads
 WEBHOOK_PREFIX = PREFIX + "webhook:"
+WEBHOOK_PAYLOAD_PREFIX = PREFIX + "webhook-payload:"
 WEBHOOK_ATTEMPTS_PREFIX = PREFIX + "webhook-attempts:"
-SESSION_WEBHOOKS_PREFIX = PREFIX + "session-webhooks:"
 WEBHOOK_STATUS_PREFIX = PREFIX + "webhooks:"
 WEBHOOK_RETRIES_ZSET = PREFIX + "webhook-retries"
 
@@ -85,14 +86,14 @@ def webhook_key(event_id: str) -> str:
     return WEBHOOK_PREFIX + event_id
 
 
+def webhook_payload_key(event_id: str) -> str:
+    """A webhook event's payload (its source, then the bytes sent)."""
+    return WEBHOOK_PAYLOAD_PREFIX + event_id
+
+
 def webhook_attempts_key(event_id: str) -> str:
     """A webhook event's delivery attempts."""
     return WEBHOOK_ATTEMPTS_PREFIX + event_id
-
-
-def session_webhooks_key(session_id: str) -> str:
-    """The ids of a session's webhook events."""
-    return SESSION_WEBHOOKS_PREFIX + session_id
 
 
 def webhook_status_key(status: str) -> str:

@@ -4,17 +4,19 @@
 -- dies afterwards. The other sections are the outbox's own scripts (mfa/outbox.py calls them by name).
 --
 -- The generated header (mfa/scripts.py) names the keys and limits: OUTBOX, GROUP, WEBHOOK_PREFIX,
--- WEBHOOK_ATTEMPTS_PREFIX, SESSION_WEBHOOKS_PREFIX, WEBHOOK_STATUS_PREFIX, WEBHOOK_RETRIES,
--- WEBHOOK_STATUSES, OUTBOX_GRACE, ATTEMPTS_KEPT.
--- An event's hash: type, session, sequence, step, created_at, destinations (JSON list of URLs), status
--- (failed if any destination failed, else pending if any is, else delivered), the payload's source
--- (`record`, a session snapshot as JSON, or `data`, JSON) until the first attempt stores the exact
--- `body`, and for each destination i: s<i> (pending, delivered, failed), n<i> (attempts this round),
--- due<i> (when a retry is due).
+-- WEBHOOK_PAYLOAD_PREFIX, WEBHOOK_ATTEMPTS_PREFIX, WEBHOOK_STATUS_PREFIX, WEBHOOK_RETRIES,
+-- WEBHOOK_STATUSES, OUTBOX_GRACE, ATTEMPTS_KEPT. A session's events need no list of their own: their
+-- ids derive from its versions (mfa.webhooks.event_id).
+-- An event's hash holds short values only, so Redis keeps it compact (a listpack): type, session,
+-- sequence, step, created_at, status (failed if any destination failed, else pending if any is, else
+-- delivered), count (destinations), source (what its payload key holds: `record`, a session snapshot
+-- as JSON, or `data`, JSON, until the first attempt stores the exact `body` sent), and for each
+-- destination i: u<i> (its URL), s<i> (pending, delivered, failed), n<i> (attempts this round), due<i>
+-- (when a retry is due). Its payload, attempts and hash expire together.
 -- ARGV 1-2 of the outbox's own scripts: now (ms), retention (ms).
 -- @library
 local function webhook_status(key)
-  local count = #cjson.decode(redis.call('HGET', key, 'destinations'))
+  local count = tonumber(redis.call('HGET', key, 'count'))
   local failed, pending = false, false
   for i = 0, count - 1 do
     local s = redis.call('HGET', key, 's' .. i)
@@ -45,29 +47,42 @@ local function index_webhook(key, event, at, retention)
   return pending
 end
 
+-- Keep an event's keys `ttl` ms more.
+local function keep_webhook(event, ttl)
+  redis.call('PEXPIRE', WEBHOOK_PREFIX .. event, ttl)
+  redis.call('PEXPIRE', WEBHOOK_PAYLOAD_PREFIX .. event, ttl)
+  redis.call('PEXPIRE', WEBHOOK_ATTEMPTS_PREFIX .. event, ttl)
+end
+
 -- Write a webhook event and one outbox entry per destination; 0 if the event exists already (its id
--- names one change). `source_field` is 'record' or 'data'. Kept `retention` plus OUTBOX_GRACE, so an
--- event outlives a long absence of workers; a settled one is kept `retention` from then.
-local function add_webhook(event, type, session, sequence, step, created_at, source_field, source,
+-- names one change). `source_kind` is 'record' or 'data'; `destinations` a JSON list of URLs. Kept
+-- `retention` plus OUTBOX_GRACE, so an event outlives a long absence of workers; a settled one is kept
+-- `retention` from then.
+local function add_webhook(event, type, session, sequence, step, created_at, source_kind, source,
                            destinations, now, retention)
   local key = WEBHOOK_PREFIX .. event
   if redis.call('EXISTS', key) == 1 then
     return 0
   end
-  redis.call('HSET', key, 'type', type, 'session', session, 'sequence', sequence, 'step', step,
-    'created_at', created_at, source_field, source, 'destinations', destinations)
-  for i = 1, #cjson.decode(destinations) do
-    redis.call('HSET', key, 's' .. (i - 1), 'pending', 'n' .. (i - 1), 0)
-    redis.call('XADD', OUTBOX, '*', 'e', event, 't', i - 1)
+  local urls = cjson.decode(destinations)
+  local fields = {'type', type, 'session', session, 'sequence', sequence, 'step', step, 'created_at',
+    created_at, 'status', 'pending', 'count', #urls, 'source', source_kind}
+  for i, url in ipairs(urls) do
+    fields[#fields + 1] = 'u' .. (i - 1)
+    fields[#fields + 1] = url
+    fields[#fields + 1] = 's' .. (i - 1)
+    fields[#fields + 1] = 'pending'
+    fields[#fields + 1] = 'n' .. (i - 1)
+    fields[#fields + 1] = '0'
   end
-  local ttl = retention + OUTBOX_GRACE
-  redis.call('PEXPIRE', key, ttl)
-  if session ~= '' then
-    local list = SESSION_WEBHOOKS_PREFIX .. session
-    redis.call('RPUSH', list, event)
-    redis.call('PEXPIRE', list, ttl)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('SET', WEBHOOK_PAYLOAD_PREFIX .. event, source)
+  for i = 0, #urls - 1 do
+    redis.call('XADD', OUTBOX, '*', 'e', event, 't', i)
   end
-  index_webhook(key, event, now, retention)
+  keep_webhook(event, retention + OUTBOX_GRACE)
+  -- A new event is pending everywhere, and listed nowhere else yet.
+  redis.call('ZADD', WEBHOOK_STATUS_PREFIX .. 'pending', now, event)
   return 1
 end
 
@@ -91,10 +106,10 @@ end
 local attempts = WEBHOOK_ATTEMPTS_PREFIX .. event
 redis.call('RPUSH', attempts, attempt)
 redis.call('LTRIM', attempts, -ATTEMPTS_KEPT, -1)
-if body ~= '' and redis.call('HEXISTS', key, 'body') == 0 then
+if body ~= '' and redis.call('HGET', key, 'source') ~= 'body' then
   -- The exact bytes sent are kept, so every later attempt sends them again, whatever the code renders.
-  redis.call('HSET', key, 'body', body)
-  redis.call('HDEL', key, 'record', 'data')
+  redis.call('SET', WEBHOOK_PAYLOAD_PREFIX .. event, body, 'KEEPTTL')
+  redis.call('HSET', key, 'source', 'body')
 end
 local verdict = 'stale'
 if redis.call('HGET', key, 's' .. target) == 'pending' and redis.call('HGET', key, 'n' .. target) == round then
@@ -105,14 +120,14 @@ if redis.call('HGET', key, 's' .. target) == 'pending' and redis.call('HGET', ke
     redis.call('ZADD', WEBHOOK_RETRIES, due, event .. ' ' .. target)
     local keep = tonumber(due) - now + retention + OUTBOX_GRACE
     if redis.call('PTTL', key) < keep then
-      redis.call('PEXPIRE', key, keep)
+      keep_webhook(event, keep)
     end
   else
     redis.call('HSET', key, 's' .. target, outcome)
     redis.call('HDEL', key, 'due' .. target)
   end
   if not index_webhook(key, event, now, retention) then
-    redis.call('PEXPIRE', key, retention)
+    keep_webhook(event, retention)
   end
 end
 redis.call('PEXPIRE', attempts, redis.call('PTTL', key))
@@ -138,11 +153,11 @@ return 1
 -- A new round of attempts under the same event id: at every destination that failed, or, if none did,
 -- at every destination delivered. Returns how many started; false if there is no such event.
 local key = WEBHOOK_PREFIX .. event
-local destinations = redis.call('HGET', key, 'destinations')
-if not destinations then
+local count = tonumber(redis.call('HGET', key, 'count'))
+if not count then
   return false
 end
-local count, again = #cjson.decode(destinations), 'delivered'
+local again = 'delivered'
 for i = 0, count - 1 do
   if redis.call('HGET', key, 's' .. i) == 'failed' then
     again = 'failed'
@@ -158,8 +173,7 @@ for i = 0, count - 1 do
 end
 if started > 0 then
   index_webhook(key, event, now, retention)
-  redis.call('PEXPIRE', key, retention + OUTBOX_GRACE)
-  redis.call('PEXPIRE', WEBHOOK_ATTEMPTS_PREFIX .. event, retention + OUTBOX_GRACE)
+  keep_webhook(event, retention + OUTBOX_GRACE)
 end
 return started
 

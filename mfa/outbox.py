@@ -28,14 +28,14 @@ from redis.exceptions import ResponseError
 from mfa.keys import (
     OUTBOX_GROUP,
     OUTBOX_STREAM,
-    session_webhooks_key,
     webhook_attempts_key,
     webhook_key,
+    webhook_payload_key,
     webhook_status_key,
 )
 from mfa.scripts import OUTBOX_SOURCE as SOURCE
 from mfa.scripts import bind, generated_header, lua_sections
-from mfa.webhooks import DeliveryStatus, render_payload
+from mfa.webhooks import DeliveryStatus, event_id, render_payload
 
 log = logging.getLogger(__name__)
 _PRELUDE = "local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -70,13 +70,13 @@ class WebhookEvent:
     states: tuple[DeliveryStatus, ...]
     rounds: tuple[int, ...]  # attempts made at each destination since the event (or its redelivery) began
     due_ms: tuple[int | None, ...]  # when each destination's next attempt is due, while one is
-    fields: Mapping[str, str]
+    source: str  # what `payload` is: "record" (a session snapshot), "data", or "body" (the bytes sent)
+    payload: str
 
     @classmethod
-    def from_hash(cls, event: str, h: Mapping[str, str]) -> WebhookEvent:
-        """Decode the event's hash (decoded to str)."""
-        destinations = tuple(json.loads(h["destinations"]))
-        count = range(len(destinations))
+    def from_hash(cls, event: str, h: Mapping[str, str], payload: str) -> WebhookEvent:
+        """Decode the event's hash (decoded to str) and its payload."""
+        count = range(int(h["count"]))
         return cls(
             id=event,
             type=h["type"],
@@ -85,19 +85,20 @@ class WebhookEvent:
             step=int(h.get("step") or 0),
             created_at_ms=int(h["created_at"]),
             status=DeliveryStatus(h.get("status", DeliveryStatus.PENDING.value)),
-            destinations=destinations,
+            destinations=tuple(h[f"u{i}"] for i in count),
             states=tuple(DeliveryStatus(h.get(f"s{i}", "pending")) for i in count),
             rounds=tuple(int(h.get(f"n{i}", "0")) for i in count),
             due_ms=tuple(int(h[f"due{i}"]) if h.get(f"due{i}") else None for i in count),
-            fields=h,
+            source=h["source"],
+            payload=payload,
         )
 
     def body(self) -> str:
         """The exact payload: as first sent, or rendered now from the session snapshot or data stored."""
-        if "body" in self.fields:
-            return self.fields["body"]
-        record = json.loads(self.fields["record"]) if "record" in self.fields else None
-        data = json.loads(self.fields["data"]) if "data" in self.fields else None
+        if self.source == "body":
+            return self.payload
+        record = json.loads(self.payload) if self.source == "record" else None
+        data = json.loads(self.payload) if self.source == "data" else None
         return render_payload(
             self.id, self.type, self.created_at_ms, self.sequence, self.step, record=record, data=data
         )
@@ -216,10 +217,13 @@ class Outbox:
         with self.redis.pipeline(transaction=False) as pipe:
             for event in events:
                 pipe.hgetall(webhook_key(event))
+                pipe.get(webhook_payload_key(event))
             found = pipe.execute()
         return [
-            WebhookEvent.from_hash(event, {_text(k): _text(v) for k, v in raw.items()}) if raw else None
-            for event, raw in zip(events, found, strict=True)
+            WebhookEvent.from_hash(event, {_text(k): _text(v) for k, v in raw.items()}, _text(payload))
+            if raw and payload is not None
+            else None
+            for event, raw, payload in zip(events, found[::2], found[1::2], strict=True)
         ]
 
     def settle(
@@ -273,9 +277,9 @@ class Outbox:
             found = pipe.execute()
         return [[json.loads(raw) for raw in logged] for logged in found]
 
-    def session_events(self, session_id: str) -> list[WebhookEvent]:
-        """The session's events still stored, in the order they were made."""
-        ids = [_text(e) for e in self.redis.lrange(session_webhooks_key(session_id), 0, -1)]
+    def session_events(self, session_id: str, version: int) -> list[WebhookEvent]:
+        """The events of a session now at `version`, oldest first: one id per version, found by id."""
+        ids = [event_id(session_id, v) for v in range(1, version + 1)]
         return [e for e in self.load_many(ids) if e is not None]
 
     def status_index(self, status: DeliveryStatus) -> str:

@@ -19,8 +19,14 @@ from rq import Queue
 
 from mfa.dispatch import Dispatcher
 from mfa.errors import SessionNotAwaitingToken
-from mfa.keys import OUTBOX_GROUP, OUTBOX_STREAM, WEBHOOK_RETRIES_ZSET, session_webhooks_key, webhook_key
-from mfa.outbox import Outbox
+from mfa.keys import (
+    OUTBOX_GROUP,
+    OUTBOX_STREAM,
+    WEBHOOK_RETRIES_ZSET,
+    webhook_key,
+    webhook_payload_key,
+)
+from mfa.outbox import Outbox, WebhookEvent
 from mfa.pause import TokenRequired
 from mfa.session import NewSession, SessionStatus
 from mfa.store import SessionStore
@@ -61,8 +67,12 @@ def paused(store: SessionStore, belvo: str = "b1", webhooks: tuple[str, ...] = (
     return store.create(new, T0).id
 
 
-def types(outbox: Outbox, session_id: str) -> list[tuple[str, int, int]]:
-    return [(e.type, e.sequence, e.step) for e in outbox.session_events(session_id)]
+def events_of(store: SessionStore, outbox: Outbox, session_id: str) -> list[WebhookEvent]:
+    return outbox.session_events(session_id, store.get(session_id).version)
+
+
+def types(store: SessionStore, outbox: Outbox, session_id: str) -> list[tuple[str, int, int]]:
+    return [(e.type, e.sequence, e.step) for e in events_of(store, outbox, session_id)]
 
 
 def test_each_transition_that_tells_the_backend_something_writes_its_event_in_its_own_script(store, outbox):
@@ -74,16 +84,16 @@ def test_each_transition_that_tells_the_backend_something_writes_its_event_in_it
     store.submit_token(sid, "111111", T0 + 4)
     store.begin_call(sid, 2, T0 + 5, 15_000)
     assert store.finish(sid, 2, SessionStatus.SUCCEEDED, {"http_status": 201, "result": {"id": LINK}}, T0 + 6)
-    assert types(outbox, sid) == [
+    assert types(store, outbox, sid) == [
         ("session.awaiting_token", 1, 1),
         ("session.awaiting_token", 3, 2),
         ("session.succeeded", 5, 2),
     ]
-    final = outbox.session_events(sid)[-1]
+    final = events_of(store, outbox, sid)[-1]
     assert final.id == event_id(sid, 5) and final.destinations == (HOOK,)
     body = json.loads(final.body())
     assert body["data"]["status"] == "succeeded" and body["data"]["outcome"]["result"] == {"id": LINK}
-    assert "secret_hash" not in final.fields["record"] and HOOK not in final.fields["record"]
+    assert final.source == "record" and "secret_hash" not in final.payload and HOOK not in final.payload
 
 
 def test_a_refused_transition_writes_no_event(store, outbox, redis):
@@ -91,7 +101,7 @@ def test_a_refused_transition_writes_no_event(store, outbox, redis):
     store.submit_token(sid, "111111", T0 + 1)
     with pytest.raises(SessionNotAwaitingToken):
         store.cancel(sid, T0 + 2)
-    assert types(outbox, sid) == [("session.awaiting_token", 1, 1)]
+    assert types(store, outbox, sid) == [("session.awaiting_token", 1, 1)]
     assert redis.xlen(OUTBOX_STREAM) == 1
 
 
@@ -99,14 +109,14 @@ def test_expiry_and_cancel_write_their_events(store, outbox):
     cancelled, expired = paused(store, "b1"), paused(store, "b2")
     store.cancel(cancelled, T0 + 1)
     store.expire_due(expired, T0 + 600_000)
-    assert types(outbox, cancelled)[-1][0] == "session.cancelled"
-    assert types(outbox, expired)[-1][0] == "session.expired"
+    assert types(store, outbox, cancelled)[-1][0] == "session.cancelled"
+    assert types(store, outbox, expired)[-1][0] == "session.expired"
 
 
 def test_a_session_without_destinations_writes_nothing(store, outbox, redis):
     sid = paused(store, webhooks=())
     store.cancel(sid, T0 + 1)
-    assert outbox.session_events(sid) == [] and redis.xlen(OUTBOX_STREAM) == 0
+    assert events_of(store, outbox, sid) == [] and redis.xlen(OUTBOX_STREAM) == 0
 
 
 def test_each_delivery_goes_to_one_deliverer_and_a_dead_one_s_are_taken_over(store, outbox):
@@ -208,7 +218,7 @@ def test_events_expire_with_the_retention_once_settled(store, outbox, redis):
         entry, round=0, outcome=DeliveryStatus.DELIVERED, due_ms=None, attempt={}, body="", now_ms=T0 + 1
     )
     assert 0 < redis.pttl(key) <= RETENTION_S * 1000
-    assert redis.pttl(session_webhooks_key(sid)) > 0
+    assert 0 < redis.pttl(webhook_payload_key(event_id(sid, 1))) <= RETENTION_S * 1000  # all its keys
 
 
 def test_an_expired_event_is_acknowledged_and_dropped(outbox, redis, store):
