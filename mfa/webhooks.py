@@ -29,9 +29,6 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of a secret, not one
 SECRET_BYTES = (24, 64)  # the specification's bounds on a secret's length
 MAX_RETRY_AFTER_SECONDS = 86400.0  # a receiver's Retry-After is honoured up to a day
 JITTER = 0.1  # each wait is stretched or shrunk by up to 10%, so retries of many events spread out
-# Events whose payload would exceed this carry their session without Belvo's result (data.outcome.result
-# null, data_truncated true): the receiver reads it with GET /v1/sessions/{id}.
-MAX_PAYLOAD_BYTES = 256 * 1024
 ATTEMPTS_KEPT = 50  # delivery attempts logged per event, the newest
 # An event nobody has settled outlives the session's retention by this much: a week without workers.
 OUTBOX_GRACE_MS = 7 * 86400 * 1000
@@ -193,8 +190,11 @@ def render_payload(
     record: Mapping[str, str] | None = None,
     data: Any = None,
 ) -> str:
-    """The body of an event: the session as the API key sees it (from its record), or given `data`."""
-    truncated = False
+    """The body of an event: the session as the API key sees it (from its record), or given `data`.
+
+    A session's record never holds Belvo's result (it is sealed apart, for the web alone: mfa/sealing.py),
+    so `data.outcome.result` is null: a webhook never carries bank data; the backend reads the session.
+    """
     if record is not None:
         data = MfaSession.from_record(record).public(created_at_ms, Audience.BACKEND)
     payload = {
@@ -205,11 +205,4 @@ def render_payload(
         "step": step,
         "data": data,
     }
-    body = json.dumps(payload, separators=(",", ":"))
-    outcome = data.get("outcome") if isinstance(data, dict) else None
-    if len(body) > MAX_PAYLOAD_BYTES and isinstance(outcome, dict) and outcome.get("result") is not None:
-        truncated = True
-        payload["data"] = {**data, "outcome": {**outcome, "result": None}}
-        payload["data_truncated"] = truncated
-        body = json.dumps(payload, separators=(",", ":"))
-    return body
+    return json.dumps(payload, separators=(",", ":"))

@@ -12,10 +12,9 @@ from standardwebhooks.webhooks import Webhook
 from mfa.delivery import verdict
 from mfa.destinations import Answer
 from mfa.errors import ConfigError
-from mfa.session import NewSession, SessionStatus
+from mfa.session import Audience, MfaSession, NewSession, SessionStatus
 from mfa.settings import Settings
 from mfa.webhooks import (
-    MAX_PAYLOAD_BYTES,
     DeliveryStatus,
     Signer,
     WebhookSettings,
@@ -87,18 +86,19 @@ def test_one_signature_per_secret_each_verifying_on_its_own():
         assert Webhook(secret).sign("evt_1", when, '{"a":1}') in headers["webhook-signature"].split(" ")
 
 
-def test_a_huge_result_is_left_out_of_the_payload_and_said_so():
+def test_the_payload_is_the_session_as_an_api_key_reads_it_as_of_the_change():
     session = NewSession(SessionStatus.AWAITING_TOKEN, "links", "h", 600, belvo_session="b").build("mfa_x", 0)
-    record = {
-        **session.to_record(),
-        "status": "succeeded",
-        "outcome": json.dumps({"http_status": 201, "result": ["x" * 1000] * (MAX_PAYLOAD_BYTES // 900)}),
+    record = {**session.to_record(), "status": "succeeded", "outcome": json.dumps({"http_status": 201})}
+    body = json.loads(render_payload("evt_x_2", "session.succeeded", 5_000, 2, 1, record=record))
+    assert body == {
+        "id": "evt_x_2",
+        "type": "session.succeeded",
+        "created_at": "1970-01-01T00:00:05.000Z",
+        "sequence": 2,
+        "step": 1,
+        "data": MfaSession.from_record(record).public(5_000, Audience.BACKEND),
     }
-    body = json.loads(render_payload("evt_x_2", "session.succeeded", 5, 2, 1, record=record))
-    assert body["data_truncated"] is True and body["data"]["outcome"]["result"] is None
-    assert body["data"]["outcome"]["http_status"] == 201
-    small = json.loads(render_payload("evt_x_2", "session.succeeded", 5, 2, 1, record=session.to_record()))
-    assert "data_truncated" not in small
+    assert body["data"]["outcome"]["http_status"] == 201 and body["data"]["outcome"]["result"] is None
 
 
 def test_webhook_url_needs_secrets_on_the_worker_and_https_unless_allowed():

@@ -83,7 +83,8 @@ def test_each_transition_that_tells_the_backend_something_writes_its_event_in_it
     assert store.next_step(sid, 1, pause, T0 + 3)
     store.submit_token(sid, "111111", T0 + 4)
     store.begin_call(sid, 2, T0 + 5, 15_000)
-    assert store.finish(sid, 2, SessionStatus.SUCCEEDED, {"http_status": 201, "result": {"id": LINK}}, T0 + 6)
+    result = json.dumps({"id": LINK, "institution": "bank-data"}).encode()  # stored apart, sealed for the web
+    assert store.finish(sid, 2, SessionStatus.SUCCEEDED, {"http_status": 201}, T0 + 6, result=result)
     assert types(store, outbox, sid) == [
         ("session.awaiting_token", 1, 1),
         ("session.awaiting_token", 3, 2),
@@ -92,7 +93,8 @@ def test_each_transition_that_tells_the_backend_something_writes_its_event_in_it
     final = events_of(store, outbox, sid)[-1]
     assert final.id == event_id(sid, 5) and final.destinations == (HOOK,)
     body = json.loads(final.body())
-    assert body["data"]["status"] == "succeeded" and body["data"]["outcome"]["result"] == {"id": LINK}
+    assert body["data"]["status"] == "succeeded" and body["data"]["outcome"]["http_status"] == 201
+    assert body["data"]["outcome"]["result"] is None and b"bank-data" not in final.payload.encode()
     assert final.source == "record" and "secret_hash" not in final.payload and HOOK not in final.payload
 
 
