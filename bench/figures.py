@@ -193,6 +193,9 @@ def webhook_figures(r: WebhookBenchResult) -> list[Figure]:
     on_rps = max(run.rps for run in r.create["on"])
     off_rps = max(run.rps for run in r.create["off"])
     mem_on, mem_off = r.memory_bytes["on"], r.memory_bytes["off"]
+    # Least server CPU per request of the rounds: steadier than req/s on a shared machine.
+    cpu_on = min(run.cpu_ms_per_request for run in r.create["on"])
+    cpu_off = min(run.cpu_ms_per_request for run in r.create["off"])
     return [
         Figure(
             "dispatch latency p50 with webhooks on (baseline: off), idle system",
@@ -220,6 +223,15 @@ def webhook_figures(r: WebhookBenchResult) -> list[Figure]:
             _r(on_rps / off_rps),
             f">= {WEBHOOK_CREATE_MIN_RATIO:g}x webhooks off",
             on_rps / off_rps >= WEBHOOK_CREATE_MIN_RATIO,
+        ),
+        Figure(
+            "POST /v1/sessions server CPU per request with webhooks on (baseline: off)",
+            _r(cpu_on, 3),
+            "ms",
+            _r(cpu_off, 3),
+            _r(cpu_on / cpu_off),
+            "report",
+            None,
         ),
         Figure(
             "Redis memory per waiting session with webhooks on, its first event pending (baseline: off)",
