@@ -1,5 +1,6 @@
 """Worker entry point: an RQ worker on the resume queue with up to WORKER_CONCURRENCY calls in flight,
-and the process's background threads (call leases, sweeper).
+and the process's background threads: call leases, sweeper (expiry, recovery, retries) and the webhook
+deliverer (threads of its own: worker/deliverer.py).
 
     python -m worker [--name NAME] [--burst]
 
@@ -22,10 +23,10 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
+import secrets
 import sys
 import time
-from collections.abc import Iterator
-from typing import Protocol
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -35,32 +36,16 @@ from mfa.connections import Role, connect
 from mfa.dispatch import ALL_PATHS
 from mfa.errors import ConfigError
 from mfa.logs import configure_logging
+from mfa.outbox import Outbox
 from mfa.settings import Settings
 from mfa.store import SessionStore
 from worker import runtime
+from worker.deliverer import Deliverer, build_delivery
 from worker.resume_worker import ResumeWorker
 from worker.slots import CallSlots
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
-
-
-class Background(Protocol):
-    """A thread of the worker process that runs beside the jobs from start-up to shutdown."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@contextlib.contextmanager
-def background(*threads: Background) -> Iterator[None]:
-    """Start the process's background threads, in order; stop them, newest first, however the block ends."""
-    with contextlib.ExitStack() as started:
-        for thread in threads:
-            thread.start()
-            started.callback(thread.stop)
-        yield
 
 
 def check_job_paths() -> None:
@@ -130,24 +115,41 @@ def main(argv: list[str] | None = None) -> int:
     slots = CallSlots(settings.worker_concurrency)
     # The sweeper gets a client of its own, so its calls never queue behind a job's; it leaves alone
     # the calls this process is still making (their leases may lapse in a Redis outage).
+    sweeping = connect(settings, Role.SWEEPER)
     sweeper = Sweeper(
-        SessionStore.for_settings(settings, connect(settings, Role.SWEEPER)),
+        SessionStore.for_settings(settings, sweeping),
         settings.sweep_interval_seconds,
+        Outbox(sweeping, settings.session_retention_seconds),
         held=runner.leases.live,
     )
-    # Every background thread of the process starts here, and stops here once the last call has ended.
-    with background(runner.leases, sweeper):
+    # Every background thread of the process starts here and stops here, newest first, once the RQ
+    # loop has ended and the last call in flight with it.
+    with contextlib.ExitStack() as background:
+        for thread in (runner.leases, sweeper):
+            thread.start()
+            background.callback(thread.stop)
+        deliverer = _start_deliverer(settings, args.name)
+        if deliverer is not None:
+            background.callback(deliverer.stop, settings.webhooks.timeout_seconds + 2)
         try:
-            run_rq(
-                Queue(settings.resume_queue, connection=redis),
-                slots,
-                args.name,
-                args.burst,
-                settings.log_level,
-            )
+            queue = Queue(settings.resume_queue, connection=redis)
+            run_rq(queue, slots, args.name, args.burst, settings.log_level)
         finally:
             slots.close()  # a stop between two RQ workers has not drained yet
     return 0
+
+
+def _start_deliverer(settings: Settings, name: str | None) -> Deliverer | None:
+    """The webhook deliverer's threads, on a Redis client of their own; None without WEBHOOK_SECRETS."""
+    runner = build_delivery(settings, connect(settings, Role.SWEEPER))
+    if runner is None:
+        log.info("webhooks: WEBHOOK_SECRETS is not set; events wait in the outbox for a worker that has it")
+        return None
+    hooks = settings.webhooks
+    consumer = name or f"worker-{os.getpid()}-{secrets.token_hex(3)}"
+    deliverer = Deliverer(runner, consumer, hooks.concurrency, hooks.claim_idle_ms)
+    deliverer.start()
+    return deliverer
 
 
 if __name__ == "__main__":
