@@ -210,7 +210,7 @@ def worker_memory_figures(results: list[ThroughputResult]) -> list[Figure]:
                 _r(per_call / mib, 2),
                 "MiB",
                 _r(one.pss_peak_kib / mib, 1),
-                _r(per_call / one.pss_peak_kib, 3),
+                None,
                 "report",
                 None,
             )

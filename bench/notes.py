@@ -37,7 +37,7 @@ HOW = """\
   minutes to say the same). The sessions are made through the sandbox and the API first; then every
   token is POSTed at once by 8 concurrent clients; the clock runs from the first POST to the latest
   final `updated_at`. Worker CPU per job is the worker processes' CPU over the jobs (at concurrency 1
-  it includes the worker's idle polling over a long run). The row at concurrency 32 runs under py-spy.
+  it includes the worker's idle polling over a long run). The row at concurrency 8 runs under py-spy.
 - **Redis memory per waiting session.** A redis-server of its own, `FLUSHALL`, `INFO memory`
   `used_memory` before and after storing 10,000 and then (in total) 100,000 sessions with
   `SessionStore.create`: the hash, the Belvo-session index key, the expiry zset entry, and the TTLs

@@ -136,7 +136,7 @@ def _worker_evidence(run: Run) -> list[str]:
     if prof is not None:
         lines += [
             "",
-            f"py-spy of one `python -m worker` at concurrency 32 ({prof.samples} "
+            f"py-spy of one `python -m worker` at concurrency 8 ({prof.samples} "
             f"GIL-held samples; raw stacks `{prof.raw}`):",
             "",
             "| function, inclusive | share of worker CPU |",
