@@ -4,7 +4,8 @@ Proven here, with 20 calls in flight in one `python -m worker` (WORKER_CONCURREN
 - SIGKILL: all 20 end recorded (`upstream_outcome_unknown`) within the lease, by another worker's
   sweeper, and none is repeated; the 20 calls cost the dead worker no process of their own;
 - SIGTERM: all 20 finish and are recorded, the jobs still queued are not taken (they stay in RQ's queue
-  for the next worker), and the worker exits 0;
+  for the next worker), and the worker exits 0; a second SIGTERM exits at once, leaving the calls in
+  flight to their leases;
 - a Redis outage: every call is recorded with Belvo's answer once Redis returns, each exactly once;
 - a job that raises and one that runs past its timeout end their own steps, and the other 18 succeed;
 - calls longer than several leases: one keeper keeps every lease alive, so no sweeper mistakes them
@@ -108,6 +109,23 @@ def test_sigterm_with_twenty_calls_in_flight_finishes_them_and_takes_nothing_new
     _await_final(st, sessions, 15)
     assert [st.outcome(sid) for sid, _ in sessions] == [("succeeded", None)] * (IN_FLIGHT + 5)
     assert [len(patches(st.sandbox, belvo)) for _, belvo in sessions] == [1] * (IN_FLIGHT + 5)
+
+
+def test_a_second_sigterm_exits_at_once_and_leaves_the_calls_to_their_leases(stack):
+    st = stack
+    worker = st.start_worker()
+    st.sandbox.fault("hang", delay_seconds=60, count=3)
+    sessions = _submit(st, 3)
+    _await_calls(st, 3)
+    os.kill(worker.popen.pid, signal.SIGTERM)
+    wait_for(lambda: "warm shutdown requested" in worker.log_text(), 5, "the warm shutdown to begin")
+    time.sleep(1.1)  # a repeat within a second is taken as the same stop, delivered twice
+    os.kill(worker.popen.pid, signal.SIGTERM)
+    assert worker.popen.wait(5) == 1, "a cold shutdown exits at once, and not as a clean one"
+    st.start_worker()
+    _await_final(st, sessions, LEASE + 5)
+    assert [st.outcome(sid) for sid, _ in sessions] == [("failed", "upstream_outcome_unknown")] * 3
+    assert [len(patches(st.sandbox, belvo)) for _, belvo in sessions] == [1] * 3
 
 
 def test_redis_outage_with_twenty_calls_in_flight_records_every_answer_once_redis_returns(stack):
