@@ -1,4 +1,4 @@
-"""Routes that start the flow in the service: link registration and data retrieval."""
+"""Routes that start the flow in the service: link registration, data retrieval, a link's new credentials."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from flask import Blueprint, Response, jsonify
 
 from app.auth import new_client_secret, require_api_key
 from app.errors import ApiError
+from app.link_bodies import RegisterLinkBody, UpdateLinkBody, link_uuid
 from app.openapi import documented
-from app.schemas import RegisterLinkBody, RetrievalBody, StartedSessionOut
+from app.retrieval_bodies import RetrievalBody, parse_retrieval
+from app.schemas import StartedSessionOut
 from app.services import services
-from app.validation import parse_body
+from app.validation import parse_body, read_json
 from mfa.clock import now_ms
 from mfa.sealing import CredentialVault
-from mfa.session import NewSession, SessionStatus
+from mfa.session import NewSession, SessionStatus, new_session_id
 
 bp = Blueprint("flows", __name__, url_prefix="/v1")
 
@@ -27,14 +29,8 @@ def _start(new: NewSession, secret: str) -> tuple[Response, int, dict[str, str]]
     return jsonify(body), 202, {"Location": f"/v1/sessions/{session.id}"}
 
 
-@bp.post("/links")
-@documented(
-    "Register a link at Belvo; the session pauses for MFA if the bank asks",
-    body=RegisterLinkBody,
-    responses={202: StartedSessionOut, **_ERRORS},
-)
-def register_link() -> tuple[Response, int, dict[str, str]]:
-    require_api_key()
+def _sealing_vault() -> CredentialVault:
+    """The vault bank credentials are sealed with; 404 while the service holds no credentials key."""
     settings = services().settings
     if not settings.links_enabled:
         raise ApiError(
@@ -43,15 +39,57 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
             "Link registration is not enabled",
             "Set CREDENTIALS_KEY (and LINKS_ENABLED) to let this service hold bank credentials.",
         )
+    return CredentialVault(settings.credentials_key)
+
+
+@bp.post("/links")
+@documented(
+    "Register a link at Belvo; the session pauses for MFA if the bank asks",
+    body=RegisterLinkBody,
+    responses={202: StartedSessionOut, **_ERRORS},
+)
+def register_link() -> tuple[Response, int, dict[str, str]]:
+    require_api_key()
+    vault = _sealing_vault()
     body = parse_body(RegisterLinkBody)
     secret, secret_hash = new_client_secret()
+    session_id = new_session_id()
+    fields = body.belvo_fields()
+    # The link can always be found at Belvo by the session that registered it: that is how a retry
+    # after an answer that never came adopts the link instead of registering it twice.
+    fields.setdefault("external_id", session_id)
     new = NewSession(
         status=SessionStatus.REGISTERING,
         resource="links",
         secret_hash=secret_hash,
-        expiry_seconds=settings.call_deadline_seconds,
+        expiry_seconds=services().settings.call_deadline_seconds,
         external_ref=body.external_ref,
-        sealed_credentials=CredentialVault(settings.credentials_key).seal(body.belvo_fields()),
+        sealed_credentials=vault.seal(fields),
+        id=session_id,
+    )
+    return _start(new, secret)
+
+
+@bp.post("/links/<link_id>/update")
+@documented(
+    "Re-authenticate a link: its credentials to Belvo again; the session pauses for MFA if the bank asks",
+    body=UpdateLinkBody,
+    responses={202: StartedSessionOut, **_ERRORS},
+)
+def update_link(link_id: str) -> tuple[Response, int, dict[str, str]]:
+    require_api_key()
+    link = link_uuid(link_id)
+    vault = _sealing_vault()
+    body = parse_body(UpdateLinkBody)
+    secret, secret_hash = new_client_secret()
+    new = NewSession(
+        status=SessionStatus.UPDATING,
+        resource="links",
+        secret_hash=secret_hash,
+        expiry_seconds=services().settings.call_deadline_seconds,
+        link=link,
+        external_ref=body.external_ref,
+        sealed_credentials=vault.seal(body.belvo_fields()),
     )
     return _start(new, secret)
 
@@ -64,7 +102,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
 )
 def start_retrieval() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
-    body = parse_body(RetrievalBody)
+    body = parse_retrieval(read_json())
     secret, secret_hash = new_client_secret()
     new = NewSession(
         status=SessionStatus.RETRIEVING,

@@ -36,7 +36,7 @@ def create_session() -> tuple[Response, int, dict[str, str]]:
             status=SessionStatus.AWAITING_TOKEN,
             resource=body.resource,
             secret_hash=secret_hash,
-            expiry_seconds=pause.expiry,
+            expiry_seconds=pause.expiry_or(services().settings.default_mfa_expiry_seconds),
             link=str(pause.link),
             external_ref=body.external_ref,
             belvo_session=pause.session,

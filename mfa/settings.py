@@ -10,12 +10,19 @@ from dataclasses import dataclass, field
 from cryptography.fernet import Fernet
 
 from mfa.errors import ConfigError
+from mfa.pause import DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
 
 __all__ = ["ConfigError", "Settings"]
 
 
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _at_most(name: str, value: int, maximum: int) -> int:
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
 def _links_enabled(env: Mapping[str, str]) -> bool:
@@ -56,6 +63,10 @@ class Settings:
     credentials_key: str = field(default="", repr=False)
     links_enabled: bool = False
     call_deadline_seconds: int = 900
+    default_mfa_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS  # a 428 without `expiry` is held this long
+    # The Authorization header Belvo's webhooks carry, as set in Belvo's dashboard; unset: intake is off.
+    belvo_webhook_authorization: str = field(default="", repr=False)
+    link_events_retention_seconds: int = 30 * 86400
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
 
@@ -99,6 +110,15 @@ class Settings:
             credentials_key=env.get("CREDENTIALS_KEY", "").strip(),
             links_enabled=_links_enabled(env),
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
+            default_mfa_expiry_seconds=_at_most(
+                "DEFAULT_MFA_EXPIRY_SECONDS",
+                int(number("DEFAULT_MFA_EXPIRY_SECONDS", DEFAULT_EXPIRY_SECONDS, int, minimum=1)),
+                MAX_EXPIRY_SECONDS,
+            ),
+            belvo_webhook_authorization=env.get("BELVO_WEBHOOK_AUTHORIZATION", "").strip(),
+            link_events_retention_seconds=int(
+                number("LINK_EVENTS_RETENTION_SECONDS", 30 * 86400, int, minimum=60)
+            ),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )

@@ -149,14 +149,15 @@ redis.call('HSET', H, F.in_flight, '1')
 redis.call('ZADD', LEASES, lease_deadline, id)
 return {'go', redis.call('GET', T), taken}
 
--- @release_call(step, retry_at, unanswered)
+-- @release_call(step, retry_at, uncertain)
 -- Ends an attempt that will be retried; the sweeper enqueues the retry once it is due.
+-- `uncertain` = '1': Belvo may have acted on the attempt (no answer, 408, 5xx); the step remembers it.
 if not calling(get(F.status)) or get(F.step) ~= step or get(F.in_flight) ~= '1' then
   return 0
 end
 redis.call('HSET', H, F.in_flight, '0')
-if unanswered == '1' then
-  redis.call('HINCRBY', H, F.unanswered, 1)
+if uncertain == '1' then
+  redis.call('HINCRBY', H, F.uncertain, 1)
 end
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', RETRIES, retry_at, id)
@@ -176,10 +177,14 @@ if not status or not calling(status) or get(F.in_flight) == '1' or get(F.step) ~
 end
 return 1
 
--- @finish(step, status, outcome)
--- calling -> a final status with its outcome; 0 if the step had already ended.
+-- @finish(step, status, outcome, link)
+-- calling -> a final status with its outcome; 0 if the step had already ended. A non-empty `link` is
+-- the link the call registered, noted on the session as an MFA step would have.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
+end
+if link ~= '' then
+  redis.call('HSET', H, F.link, link)
 end
 close(status, outcome)
 return 1
@@ -198,7 +203,7 @@ redis.call('DEL', CREDS, T)
 redis.call('HDEL', H, F.outcome)
 touch(F.status, S.awaiting_token, F.step, opened, F.belvo_session, belvo_session, F.link, link,
   F.challenge, challenge, F.expects_input, expects_input, F.expires_at, expires_at,
-  F.attempts, '0', F.unanswered, '0', F.in_flight, '0')
+  F.attempts, '0', F.uncertain, '0', F.in_flight, '0')
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', EXP, expires_at, id)
 redis.call('PEXPIRE', H, ttl)

@@ -21,6 +21,8 @@ BELVO_SECRET_ID = "sandbox-secret-id"
 # A fixed Fernet key for the bank credentials the tests register with (Fernet.generate_key() shape).
 CREDENTIALS_KEY = "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+# The Authorization header Belvo's webhooks carry (set in Belvo's dashboard; BELVO_WEBHOOK_AUTHORIZATION).
+BELVO_WEBHOOK_AUTHORIZATION = "Bearer belvo-webhooks-for-tests-5f1c0d2a"
 
 # The service's settings in every test stack, in-process or real processes: short timings, so faults
 # end quickly; no rate limits, so bursts measure the state machine only. Stacks add REDIS_URL and
@@ -30,6 +32,7 @@ SERVICE_ENV = {
     "BELVO_SECRET_ID": BELVO_SECRET_ID,
     "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
     "CREDENTIALS_KEY": CREDENTIALS_KEY,
+    "BELVO_WEBHOOK_AUTHORIZATION": BELVO_WEBHOOK_AUTHORIZATION,
     "UPSTREAM_TIMEOUT_SECONDS": "1",
     "RESUME_MAX_ATTEMPTS": "3",
     "RESUME_BACKOFF_SECONDS": "0.1",
@@ -64,6 +67,14 @@ class Sandbox:
 
     def calls(self, **filters: str) -> list[dict[str, Any]]:
         r = requests.get(f"{self.url}/_sandbox/calls", params=filters, timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    def webhook(self, url: str, link: str, **spec: Any) -> dict[str, Any]:
+        """Have the sandbox send Belvo's LINK webhook for `link` to `url` (loopback); what it got back."""
+        r = requests.post(
+            f"{self.url}/_sandbox/webhooks", json={"url": url, "link": link, **spec}, timeout=10
+        )
         r.raise_for_status()
         return r.json()
 
