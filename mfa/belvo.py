@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import requests
 
@@ -24,8 +24,6 @@ DataResource = Literal[
     "investments/portfolios",
 ]
 Resource = Literal["links", DataResource]  # nested Literals flatten: one enum, so errors name `resource`
-DATA_RESOURCES: tuple[str, ...] = get_args(DataResource)
-RESOURCES: tuple[str, ...] = ("links", *DATA_RESOURCES)
 # Resumes whose body has no save_data (the spec's PatchBodyWithoutSaveData).
 WITHOUT_SAVE_DATA = frozenset({"links", "investments/portfolios"})
 # What a successful answer's body is, by resource, as the spec gives it; where the spec is inconsistent

@@ -190,7 +190,8 @@ close(status, outcome)
 return 1
 
 -- @next_step(step, belvo_session, challenge, expects_input, expires_at, ttl, link)
--- calling -> awaiting_token: a resume's 428 is the next step; a register or retrieve's 428 is step 1.
+-- calling -> awaiting_token: a resume's 428 is the next step; the 428 of a first call (register,
+-- retrieve, update) is step 1.
 local status = get(F.status)
 if not calling(status) or get(F.step) ~= step then
   return 0

@@ -30,6 +30,9 @@ def test_defaults_match_the_readme():
     assert settings.resume_max_attempts == 5
     assert settings.resume_backoff_seconds == 1
     assert settings.session_retention_seconds == 86400
+    assert settings.default_mfa_expiry_seconds == 600
+    assert settings.belvo_webhook_authorization == ""  # the webhook intake is off
+    assert settings.link_events_retention_seconds == 30 * 86400
 
 
 def test_values_are_read_from_the_mapping():
@@ -131,10 +134,21 @@ def test_a_malformed_links_enabled_names_its_variable():
 
 
 def test_the_secrets_never_appear_in_the_repr():
-    settings = Settings.from_env({**BELVO, "CREDENTIALS_KEY": FERNET_KEY})
+    webhook = "Bearer webhook-secret-0123456789"
+    settings = Settings.from_env(
+        {**BELVO, "CREDENTIALS_KEY": FERNET_KEY, "BELVO_WEBHOOK_AUTHORIZATION": webhook}
+    )
     assert settings.belvo_secret_password == BELVO["BELVO_SECRET_PASSWORD"]
+    assert settings.belvo_webhook_authorization == webhook
     assert BELVO["BELVO_SECRET_PASSWORD"] not in repr(settings)
-    assert FERNET_KEY not in repr(settings)
+    assert FERNET_KEY not in repr(settings) and "webhook-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("raw", ["0", "604801", "ten"])
+def test_the_default_mfa_expiry_is_a_positive_number_of_seconds_of_at_most_a_week(raw):
+    with pytest.raises(ConfigError, match="DEFAULT_MFA_EXPIRY_SECONDS"):
+        Settings.from_env({"DEFAULT_MFA_EXPIRY_SECONDS": raw})
+    assert Settings.from_env({"DEFAULT_MFA_EXPIRY_SECONDS": "720"}).default_mfa_expiry_seconds == 720
 
 
 def test_the_worker_process_exits_naming_the_missing_variables():

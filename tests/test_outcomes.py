@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +237,73 @@ def test_a_428_with_an_expiry_that_is_no_whole_number_of_seconds_is_invalid(expi
     decision = decide(answer(428, [{**PAUSE, "expiry": expiry}]), "links")
     assert decision.verdict is Verdict.FAILED
     assert decision.outcome["code"] == "upstream_invalid_response"
+
+
+# One Belvo answer per row of the README's table "Belvo answer -> what the service records": each row's
+# first cell, the answer it stands for, the resource and whether an earlier attempt was uncertain.
+_ERRORS = [{"code": "login_error", "message": "Invalid credentials", "request_id": "f" * 32}]
+README_ROWS: dict[str, tuple[UpstreamAnswer | None, str, bool]] = {
+    "200 / 201, JSON of the resource's shape": (answer(201, ACCOUNTS), "accounts", False),
+    "428 with a session": (answer(428, [PAUSE]), "links", False),
+    "400 with Belvo's errors (e.g. `login_error`, `session_expired`, `invalid_link`)": (
+        answer(400, _ERRORS),
+        "links",
+        False,
+    ),
+    "400 `session_expired` after an attempt Belvo may have acted on": (
+        answer(400, BELVO_ERRORS),
+        "links",
+        True,
+    ),
+    "401: Belvo refused our secret keys": (answer(401, [{"code": "authentication_failed"}]), "links", False),
+    "403: a resource this Belvo account may not use": (
+        answer(403, [{"code": "access_to_resource_denied"}]),
+        "risk-insights",
+        False,
+    ),
+    "404 and other 4xx with Belvo's errors": (answer(404, [{"code": "not_found"}]), "links", False),
+    "a 4xx without an error code, or not JSON": (answer(400, None, is_json=False), "links", False),
+    "no answer (timeout, dropped or truncated connection), 408, 5xx": (None, "links", False),
+    "425, 429": (answer(429, None, is_json=False), "links", False),
+    "a 2xx that is not JSON or not of the resource's shape; 204; 3xx": (
+        answer(200, {"x": 1}),
+        "accounts",
+        False,
+    ),
+    "428 without a usable session": (answer(428, [{"code": "token_required"}]), "links", False),
+}
+# What a row's "the step" cell begins with, as decide's verdict.
+_VERDICTS = {
+    "succeeded": Verdict.SUCCEEDED,
+    "awaiting_token": Verdict.NEXT_STEP,
+    "failed": Verdict.FAILED,
+    "retried": Verdict.RETRY,
+}
+
+
+def _readme_table() -> list[list[str]]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("### Belvo answer -> what the service records", 1)[1]
+    lines = section.split("| --- | --- | --- |\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+
+
+def test_the_readme_table_is_what_decide_records():
+    rows = _readme_table()
+    assert [row[0] for row in rows] == list(README_ROWS), "every row has its answer here, and no other"
+    for answered, step, code in rows:
+        upstream, resource, uncertain = README_ROWS[answered]
+        decision = decide(upstream, resource, uncertain=uncertain)
+        verdict = next(
+            v for word, v in _VERDICTS.items() if step.startswith(f"`{word}`") or step.startswith(word)
+        )
+        assert decision.verdict is verdict, answered
+        assert decision.uncertain is ("Belvo may have acted on it" in step), answered
+        if code == "`null`":
+            assert decision.outcome["code"] is None, answered
+        elif code.startswith("Belvo's"):
+            assert decision.outcome["code"] == upstream.body[0]["code"], answered
+            named = re.findall(r"`([a-z_]+)`", code)
+            assert not named or named == [decision.outcome["code"]], answered
+        elif code != "—":
+            assert decision.outcome["code"] == re.findall(r"`([a-z_]+)`", code)[0], answered
