@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
 from app.auth import new_client_secret, require_api_key
@@ -13,7 +16,6 @@ from app.schemas import StartedSessionOut
 from app.services import services
 from app.validation import parse_body, read_json
 from mfa.clock import now_ms
-from mfa.sealing import CredentialVault
 from mfa.session import NewSession, SessionStatus, new_session_id
 
 bp = Blueprint("flows", __name__, url_prefix="/v1")
@@ -29,17 +31,21 @@ def _start(new: NewSession, secret: str) -> tuple[Response, int, dict[str, str]]
     return jsonify(body), 202, {"Location": f"/v1/sessions/{session.id}"}
 
 
-def _sealing_vault() -> CredentialVault:
-    """The vault bank credentials are sealed with; 404 while the service holds no credentials key."""
-    settings = services().settings
-    if not settings.links_enabled:
+def _require_links() -> None:
+    """404 while the service may not hold bank credentials (they are only ever stored sealed)."""
+    svc = services()
+    if not svc.settings.links_enabled or not svc.secrets.seals:
         raise ApiError(
             404,
             "links_disabled",
             "Link registration is not enabled",
-            "Set CREDENTIALS_KEY (and LINKS_ENABLED) to let this service hold bank credentials.",
+            "Set the sealing keys (and LINKS_ENABLED) to let this service hold bank credentials.",
         )
-    return CredentialVault(settings.credentials_key)
+
+
+def _sealed(fields: dict[str, Any]) -> bytes:
+    """Bank credentials as stored: sealed to the worker (SEALING_PUBLIC_KEY)."""
+    return services().secrets.store(json.dumps(fields, separators=(",", ":")).encode())
 
 
 @bp.post("/links")
@@ -50,7 +56,7 @@ def _sealing_vault() -> CredentialVault:
 )
 def register_link() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
-    vault = _sealing_vault()
+    _require_links()
     body = parse_body(RegisterLinkBody)
     secret, secret_hash = new_client_secret()
     session_id = new_session_id()
@@ -64,7 +70,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
         secret_hash=secret_hash,
         expiry_seconds=services().settings.call_deadline_seconds,
         external_ref=body.external_ref,
-        sealed_credentials=vault.seal(fields),
+        sealed_credentials=_sealed(fields),
         id=session_id,
     )
     return _start(new, secret)
@@ -79,7 +85,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
 def update_link(link_id: str) -> tuple[Response, int, dict[str, str]]:
     require_api_key()
     link = link_uuid(link_id)
-    vault = _sealing_vault()
+    _require_links()
     body = parse_body(UpdateLinkBody)
     secret, secret_hash = new_client_secret()
     new = NewSession(
@@ -89,7 +95,7 @@ def update_link(link_id: str) -> tuple[Response, int, dict[str, str]]:
         expiry_seconds=services().settings.call_deadline_seconds,
         link=link,
         external_ref=body.external_ref,
-        sealed_credentials=vault.seal(body.belvo_fields()),
+        sealed_credentials=_sealed(body.belvo_fields()),
     )
     return _start(new, secret)
 

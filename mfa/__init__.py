@@ -12,6 +12,7 @@ outcomes    what each Belvo answer means for a step, and the retry policy
 registration  a link registered once at Belvo: after an uncertain attempt, find and adopt its link
 steps       one upstream call for one step: claim, call, record
 links       Belvo's webhooks about links, recorded once each (LinkEvents)
-sealing     bank credentials sealed at rest
+sealing     public-key sealing at rest: tokens and credentials for the worker, results for the web
+nesting     how deeply JSON may nest (request bodies, stored challenges)
 errors      the domain's named errors
 """

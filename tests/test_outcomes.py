@@ -244,6 +244,11 @@ def test_a_428_with_an_expiry_that_is_no_whole_number_of_seconds_is_invalid(expi
 _ERRORS = [{"code": "login_error", "message": "Invalid credentials", "request_id": "f" * 32}]
 README_ROWS: dict[str, tuple[UpstreamAnswer | None, str, bool]] = {
     "200 / 201, JSON of the resource's shape": (answer(201, ACCOUNTS), "accounts", False),
+    "200 / 201 with a body over `RESULT_MAX_BYTES`": (
+        UpstreamAnswer(200, None, False, oversized=True),
+        "accounts",
+        False,
+    ),
     "428 with a session": (answer(428, [PAUSE]), "links", False),
     "400 with Belvo's errors (e.g. `login_error`, `session_expired`, `invalid_link`)": (
         answer(400, _ERRORS),
@@ -307,3 +312,21 @@ def test_the_readme_table_is_what_decide_records():
             assert not named or named == [decision.outcome["code"]], answered
         elif code != "—":
             assert decision.outcome["code"] == re.findall(r"`([a-z_]+)`", code)[0], answered
+
+
+def test_an_oversized_2xx_succeeds_without_its_body():
+    """Belvo acted; its body is too large to read, so the backend reads it from Belvo."""
+    for status in (200, 201):
+        decision = decide(UpstreamAnswer(status, None, False, oversized=True), "transactions")
+        assert decision.verdict is Verdict.SUCCEEDED
+        assert decision.outcome["code"] == "result_too_large" and decision.outcome["result"] is None
+        assert decision.outcome["http_status"] == status
+
+
+def test_an_oversized_error_list_keeps_the_code_not_the_list():
+    errors = [{"code": "invalid_token", "message": "x" * 10_000, "request_id": "r1"}]
+    decision = decide(answer(400, errors), "links")
+    assert decision.verdict is Verdict.FAILED and decision.outcome["code"] == "invalid_token"
+    assert decision.outcome["upstream_errors"] is None
+    small = [{"code": "invalid_token", "message": "Invalid token", "request_id": "r1"}]
+    assert decide(answer(400, small), "links").outcome["upstream_errors"] == small
