@@ -32,6 +32,8 @@ BELVO_URL = os.environ.get("BELVO_URL", "http://localhost:8001")
 BELVO_SECRET_ID = os.environ.get("BELVO_SECRET_ID", "sandbox-secret-id")
 BELVO_SECRET_PASSWORD = os.environ.get("BELVO_SECRET_PASSWORD", "sandbox-secret-password")
 FINAL = {"succeeded", "failed", "expired", "cancelled"}
+# An MFA bank of the sandbox (not make dev's walk-through one, so both can run in one make dev).
+INSTITUTION = os.environ.get("INSTITUTION", "heimdall_co_retail")
 # What the user would type: Belvo's sandbox (and ours) completes a step with this code.
 USER_CODE = os.environ.get("MFA_CODE", "111111")
 
@@ -99,7 +101,7 @@ def main() -> int:
         return 2
     belvo = Client(BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, BELVO_URL)
     link = through_the_service(
-        lambda: belvo.Links.create("heimdall_mx_retail", "mfa_numeric", "numeric_code", raise_exception=True),
+        lambda: belvo.Links.create(INSTITUTION, "mfa_numeric", "numeric_code", raise_exception=True),
         "links",
     )
     print(f"link {link['id']}: {link['status']}")

@@ -6,7 +6,8 @@ an earlier attempt of the registration was uncertain, the next one first looks t
 Belvo's links list, filtered by the registration's `external_id` (the service sets one, the session's
 id, when the caller gives none) and institution, and adopts what it finds:
 
-- no link: Belvo never made it, and the register call is made now.
+- no link: Belvo never made it, and the register call is made now. If Belvo refuses that call (a 400:
+  perhaps a duplicate of a link the earlier attempt was still making), the list is read once more.
 - one `valid` link: the earlier attempt completed; that link is the registration's result.
 - one link in any other status: `token_required` (its 428 was lost with the answer), `unconfirmed` or
   `invalid`. Belvo's answer for such a link is its update call, PUT /api/links/{id}/, with the
@@ -88,15 +89,36 @@ def register_once(
         raise RegistrationUnresolved(
             "An earlier attempt may have registered the link; it cannot be looked up"
         )
+    found = _find(client, fields, started_at_ms)
+    if isinstance(found, UpstreamAnswer):
+        return found
+    if found:
+        return _adopt(client, fields, found)
+    log.info("registration: no link from the earlier attempt; registering now")
+    answer = client.register(fields)
+    if answer.status != 400:
+        return answer
+    # Refused: perhaps as a duplicate of the link the earlier attempt was still making when we looked.
+    again = _find(client, fields, started_at_ms)
+    if isinstance(again, UpstreamAnswer) or not again:
+        return answer
+    return _adopt(client, fields, again)
+
+
+def _find(
+    client: BelvoClient, fields: dict[str, Any], started_at_ms: int
+) -> list[dict[str, Any]] | UpstreamAnswer:
+    """The links this registration may have made, or the links list's answer when it failed."""
     listing = client.find_links(external_id=fields["external_id"], institution=fields["institution"])
     if listing.status != 200:
         return listing
     if not listing.is_json:
         raise RegistrationUnresolved("Belvo's links list was not the expected JSON")
-    found = _candidates(listing.body, fields, started_at_ms)
-    if not found:
-        log.info("registration: no link from the earlier attempt; registering now")
-        return client.register(fields)
+    return _candidates(listing.body, fields, started_at_ms)
+
+
+def _adopt(client: BelvoClient, fields: dict[str, Any], found: list[dict[str, Any]]) -> UpstreamAnswer:
+    """The registration's answer from the one link it made; RegistrationUnresolved for several."""
     if len(found) > 1:
         raise RegistrationUnresolved(
             f"An earlier attempt may have registered the link, and {len(found)} links match it", found

@@ -53,6 +53,20 @@ def test_an_attempt_belvo_never_saw_is_registered_again_after_the_look_up(api, s
     assert len(sandbox_links(sandbox)) == 1
 
 
+def test_a_link_the_look_up_missed_is_adopted_when_belvo_refuses_its_duplicate(api, sandbox):
+    sandbox.fault("drop", match="register", process=True)  # the link is made; the answer is lost
+    empty = '{"count": 0, "next": null, "previous": null, "results": []}'
+    sandbox.fault("bad_shape", match="list", body=empty)  # as if the link were not listed yet
+    s = _register(api)
+    done = api.wait(s["id"])
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["result"]["external_id"] == s["id"]
+    kinds = [c["kind"] for c in sandbox.calls() if c["kind"] != "other"]
+    assert kinds == ["register", "list", "register", "list"]
+    assert sandbox.calls(kind="register")[1]["status"] == 400  # Belvo refused the duplicate
+    assert len(sandbox_links(sandbox)) == 1
+
+
 def test_a_throttled_attempt_is_not_uncertain_and_is_simply_posted_again(api, sandbox):
     sandbox.fault("status", status=429, match="register", retry_after=0)
     s = _register(api)
