@@ -15,6 +15,7 @@ from app.retrieval_bodies import RetrievalBody, parse_retrieval
 from app.schemas import StartedSessionOut
 from app.services import services
 from app.validation import parse_body, read_json
+from app.webhooks import destinations_for
 from mfa.clock import now_ms
 from mfa.session import NewSession, SessionStatus, new_session_id
 
@@ -58,6 +59,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
     _require_links()
     body = parse_body(RegisterLinkBody)
+    destinations = destinations_for(body.callback_url)
     secret, secret_hash = new_client_secret()
     session_id = new_session_id()
     fields = body.belvo_fields()
@@ -72,6 +74,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
         external_ref=body.external_ref,
         sealed_credentials=_sealed(fields),
         id=session_id,
+        webhooks=destinations,
     )
     return _start(new, secret)
 
@@ -96,6 +99,7 @@ def update_link(link_id: str) -> tuple[Response, int, dict[str, str]]:
         link=link,
         external_ref=body.external_ref,
         sealed_credentials=_sealed(body.belvo_fields()),
+        webhooks=destinations_for(body.callback_url),
     )
     return _start(new, secret)
 
@@ -109,6 +113,7 @@ def update_link(link_id: str) -> tuple[Response, int, dict[str, str]]:
 def start_retrieval() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
     body = parse_retrieval(read_json())
+    destinations = destinations_for(body.callback_url)
     secret, secret_hash = new_client_secret()
     new = NewSession(
         status=SessionStatus.RETRIEVING,
@@ -119,5 +124,6 @@ def start_retrieval() -> tuple[Response, int, dict[str, str]]:
         external_ref=body.external_ref,
         save_data=body.save_data,
         request=body.belvo_fields(),
+        webhooks=destinations,
     )
     return _start(new, secret)

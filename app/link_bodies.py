@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StringConstraints, model_validator
 
 from app.errors import ApiError
-from app.schemas import ExternalRef, NoToken, Pem, Secret
+from app.schemas import CallbackUrl, ExternalRef, NoToken, Pem, Secret
 
 # The spec's pattern ([a-z]+_[a-z]{2}_[a-z]+: name, country, kind, as in erebor_mx_retail), anchored.
 Institution = Annotated[
@@ -33,6 +33,7 @@ class _Credentials(NoToken):
     certificate: Pem | None = Field(None, description="Base64; sent with private_key, never alone")
     private_key: Pem | None = Field(None, description="Base64; sent with certificate, never alone")
     external_ref: ExternalRef | None = None
+    callback_url: CallbackUrl | None = None
 
     @model_validator(mode="after")
     def _certificate_pair(self) -> Any:
@@ -44,7 +45,7 @@ class _Credentials(NoToken):
         """The body Belvo's call takes, secrets revealed: only for sealing, never for logs."""
         out: dict[str, Any] = {}
         for name, value in self:
-            if value is None or name in ("external_ref", "token"):
+            if value is None or name in ("external_ref", "callback_url", "token"):
                 continue
             out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
         return out

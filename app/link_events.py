@@ -2,15 +2,20 @@
 
 The intake is on only when BELVO_WEBHOOK_AUTHORIZATION is set (404 otherwise, as a route that does not
 exist): Belvo's dashboard sends that exact Authorization header with every webhook, and it is compared
-in constant time. Each webhook is recorded once, however often Belvo delivers it (mfa/links.py).
+in constant time. Each webhook is recorded once, however often Belvo delivers it (mfa/links.py), and, in
+the transaction that records it, announced to the backend as our own webhook event `link.<webhook_code>`
+(WEBHOOK_URL, mfa/outbox.py): the backend hears of a link needing its user exactly once per webhook.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import re
 
 from flask import Blueprint, Response, jsonify, request
+from redis.client import Pipeline
 
 from app.auth import require_api_key
 from app.errors import ApiError
@@ -23,6 +28,26 @@ from mfa.links import LinkEvent, LinkEvents
 
 log = logging.getLogger(__name__)
 bp = Blueprint("link_events", __name__, url_prefix="/v1")
+
+
+def link_event_type(webhook_code: str) -> str:
+    """Our webhook event's type for a Belvo webhook: `link.` and Belvo's code (link.token_required)."""
+    return "link." + (re.sub(r"[^a-z0-9_]", "_", webhook_code.lower()) or "unknown")
+
+
+def _announce(pipe: Pipeline, event: LinkEvent) -> None:
+    """Within the recording transaction: our own webhook event for the backend, when WEBHOOK_URL is set."""
+    svc = services()
+    url = svc.settings.webhooks.url
+    data = {k: v for k, v in event.public().items() if k != "id"}  # the stream id exists only once committed
+    svc.outbox.add(
+        pipe,
+        event="evt_link_" + hashlib.sha256(event.webhook_id.encode()).hexdigest()[:32],
+        event_type=link_event_type(event.webhook_code),
+        data=data,
+        destinations=(url,) if url else (),
+        now_ms=event.received_at_ms,
+    )
 
 
 def _link_events() -> LinkEvents:
@@ -75,7 +100,7 @@ def receive_webhook() -> Response:
         process_type=body.process_type,
         data=body.data,
     )
-    recorded = _link_events().record(event, now_ms())
+    recorded = _link_events().record(event, now_ms(), also=_announce)
     log.info(
         "Belvo webhook %s: %s %s for link %s%s",
         body.webhook_id,

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, ValidationInfo, field_validator
 
-from app.schemas import ExternalRef, IsoDate, NoToken
+from app.schemas import CallbackUrl, ExternalRef, IsoDate, NoToken
 from mfa.belvo import DataResource
 
 MAX_INVOICE_DAYS = 365  # Belvo: "The number of days between date_from and date_to cannot be over 365"
@@ -42,10 +42,13 @@ class _Retrieval(NoToken):
         description="Belvo's default is true (201, data kept at Belvo); false answers 200 and keeps none",
     )
     external_ref: ExternalRef | None = None
+    callback_url: CallbackUrl | None = None
 
     def belvo_fields(self) -> dict[str, Any]:
-        """The body Belvo's data call takes (`resource` and our `external_ref` left out)."""
-        return self.model_dump(mode="json", exclude={"resource", "external_ref", "token"}, exclude_none=True)
+        """The body Belvo's data call takes (`resource` and our `external_ref`, `callback_url` left out)."""
+        return self.model_dump(
+            mode="json", exclude={"resource", "external_ref", "callback_url", "token"}, exclude_none=True
+        )
 
 
 def _ordered(value: date | None, info: ValidationInfo) -> date | None:

@@ -22,6 +22,17 @@ from mfa.pause import TokenRequired, first_of_list
 from mfa.session import Outcome, SessionStatus
 
 ExternalRef = Annotated[str, StringConstraints(max_length=200)]  # the caller's own reference
+CallbackUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(
+        description=(
+            "Where this session's webhook events go, besides WEBHOOK_URL: an https URL (http only with "
+            "WEBHOOK_ALLOW_HTTP=1) whose host is a public address (else 422)"
+        ),
+        json_schema_extra={"format": "uri"},
+    ),
+]
 
 
 class CreateSessionBody(BaseModel):
@@ -46,6 +57,7 @@ class CreateSessionBody(BaseModel):
         "whose resume has none",
     )
     external_ref: ExternalRef | None = None
+    callback_url: CallbackUrl | None = None
 
 
 class TokenBody(BaseModel):

@@ -86,11 +86,12 @@ class RecordField(str, Enum):
     ATTEMPTS = "attempts"
     IN_FLIGHT = "in_flight"
     UNCERTAIN = "uncertain"  # attempts of this step Belvo may have acted on (no answer, 408, 5xx)
+    WEBHOOKS = "webhooks"  # the URLs its webhook events go to (JSON list), only when it has any
 
 
-# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}): a hash of the client secret
-# and the retrieval's request body are no reader's business.
-SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST})
+# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}) and webhook events: a hash of the
+# client secret, the retrieval's request body and where webhooks go are no reader's business.
+SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST, RecordField.WEBHOOKS})
 EVENTS_KEPT = 100  # entries kept per session (MAXLEN ~): far more than any session makes
 
 # Outcomes the state machine records by itself; the Lua scripts get them through the generated prelude.
@@ -183,6 +184,7 @@ class MfaSession:
     uncertain: int = 0
     version: int = 1
     request: dict[str, Any] | None = None
+    webhooks: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, h: Mapping[str, str]) -> MfaSession:
@@ -211,6 +213,7 @@ class MfaSession:
             uncertain=int(h.get(f.UNCERTAIN, "0")),
             version=int(h.get(f.VERSION, "1")),
             request=_from_json(h.get(f.REQUEST)),
+            webhooks=tuple(_from_json(h.get(f.WEBHOOKS)) or ()),
         )
 
     def to_record(self) -> dict[str, str]:
@@ -238,6 +241,7 @@ class MfaSession:
             f.ATTEMPTS: str(self.attempts) if self.attempts else "",
             f.IN_FLIGHT: "1" if self.in_flight else "",
             f.UNCERTAIN: str(self.uncertain) if self.uncertain else "",
+            f.WEBHOOKS: _json(list(self.webhooks)) if self.webhooks else "",
         }
         return {name.value: value for name, value in record.items() if value != ""}
 
@@ -288,6 +292,7 @@ class NewSession:
     save_data: bool | None = None
     request: dict[str, Any] | None = None  # the body of a retrieval's data call
     sealed_credentials: bytes | None = None  # a registration's or update's bank credentials, sealed
+    webhooks: tuple[str, ...] = ()  # where its webhook events go: WEBHOOK_URL and its own callback_url
     id: str | None = None  # our id, when the caller made it first (new_session_id()); else made at create
 
     def build(self, session_id: str, now_ms: int) -> MfaSession:
@@ -309,4 +314,5 @@ class NewSession:
             expects_user_input=expects_user_input(self.challenge),
             secret_hash=self.secret_hash,
             request=self.request,
+            webhooks=self.webhooks,
         )

@@ -7,17 +7,13 @@ and tests/test_sandbox_links.py.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -59,39 +55,3 @@ def error_code(response: requests.Response) -> str:
 def outcome(response: requests.Response) -> tuple[int, str]:
     """The status and Belvo error code of an error answer."""
     return response.status_code, error_code(response)
-
-
-class Received:
-    """What a webhook receiver on loopback was sent: (headers, JSON body) per request, in order."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], Any]] = []
-        self.arrived = threading.Event()
-
-
-@contextlib.contextmanager
-def webhook_receiver(status: int = 200) -> Iterator[tuple[str, Received]]:
-    """An HTTP server on 127.0.0.1 that records every POST and answers `status`; yields its URL."""
-    received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.requests.append((dict(self.headers), json.loads(raw or b"null")))
-            received.arrived.set()
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

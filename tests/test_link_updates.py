@@ -4,11 +4,14 @@ PUT /api/links/{id}/), and a 428 becomes a session the frontend completes, as a 
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from tests.inprocess import served
+from tests.receiver import receiving
 from tests.support import BELVO_WEBHOOK_AUTHORIZATION, redis_values
 
 WEBHOOK = {
@@ -164,3 +167,31 @@ def test_link_events_are_for_the_backend(api, sandbox):
     assert api.request("GET", f"/v1/links/{link}/events", credential=frontend).status_code == 401
     r = api.request("GET", "/v1/links/not-a-link/events")
     assert (r.status_code, r.json()["code"]) == (404, "link_not_found")
+
+
+def test_each_belvo_webhook_becomes_one_link_event_webhook_for_the_backend(make_api, sandbox):
+    """With WEBHOOK_URL set, the backend is told by our own signed webhook (`link.<webhook_code>`),
+    written in the transaction that records Belvo's: once, however often Belvo delivers it."""
+    secret = "whsec_" + base64.b64encode(b"l" * 32).decode()
+    with receiving() as receiver:
+        api = make_api(
+            WEBHOOK_URL=f"{receiver.url}/hook",
+            WEBHOOK_SECRETS=secret,
+            WEBHOOK_ALLOW_HTTP="1",
+            WEBHOOK_ALLOW_PRIVATE="1",
+        )
+        for _ in range(2):  # Belvo delivers it twice
+            assert _deliver(api, WEBHOOK).status_code == 200
+        api.tick()  # the worker's deliverers
+        [got] = receiver.wait("/hook", 1)
+        api.tick()
+        assert len(receiver.on("/hook")) == 1, "one event for one Belvo webhook"
+    payload = Webhook(secret).verify(got.body, got.headers)
+    assert payload["type"] == "link.token_required" and payload["id"].startswith("evt_link_")
+    data = payload["data"]
+    assert (data["webhook_id"], data["link_id"], data["external_id"]) == (
+        "wh-0001",
+        WEBHOOK["link_id"],
+        "user-42",
+    )
+    assert data["data"] == WEBHOOK["data"] and data["received_at"].endswith("Z")

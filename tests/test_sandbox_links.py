@@ -4,6 +4,7 @@ webhooks it sends on request."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,8 @@ import requests
 from belvo.client import Client
 from belvo.exceptions import RequestError
 
-from tests.sandbox_process import HEX32, SECRET, outcome, running_sandbox, webhook_receiver
+from tests.receiver import receiving
+from tests.sandbox_process import HEX32, SECRET, outcome, running_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -122,16 +124,19 @@ def test_a_link_webhook_is_sent_to_a_loopback_url_with_its_authorization(
     client, control, code, status, error
 ):
     link = client.Links.create("erebor_mx_retail", "ana", "pw", external_id="user-42")["id"]
-    with webhook_receiver() as (url, received):
-        sent = control(
-            "POST",
-            "/webhooks",
-            {"url": url, "link": link, "webhook_code": code, "authorization": "Bearer wh-1"},
-        )
+    with receiving() as receiver:
+        hook = {
+            "url": f"{receiver.url}/hooks",
+            "link": link,
+            "webhook_code": code,
+            "authorization": "Bearer wh-1",
+        }
+        sent = control("POST", "/webhooks", hook)
         assert sent.status_code == 200, sent.text
+        [got] = receiver.on("/hooks")
     assert sent.json()["status"] == 200
-    [(headers, webhook)] = received.requests
-    assert headers["Authorization"] == "Bearer wh-1"
+    headers, webhook = got.headers, json.loads(got.body)
+    assert headers["authorization"] == "Bearer wh-1"
     assert webhook == sent.json()["webhook"]
     assert (webhook["webhook_type"], webhook["webhook_code"], webhook["link_id"]) == ("LINK", code, link)
     assert webhook["external_id"] == "user-42" and webhook["process_type"] == "recurrent_update"
