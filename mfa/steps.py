@@ -2,8 +2,11 @@
 
 A step has at most one *uncertain* call: the call runs under a lease in Redis; if the process dies
 mid-call, the lease lapses and any sweeper closes the step as `upstream_outcome_unknown` instead of
-repeating a call Belvo may already have acted on. The call made depends on the status the claim
-finds: submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST.
+repeating a call Belvo may already have acted on. An attempt that ends with no answer, a 408 or a 5xx
+is retried, and the step remembers that Belvo may have acted on it: a registration then finds the link
+before it posts again (mfa/registration.py). The call made depends on the status the claim finds:
+submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST,
+updating -> the link's update PUT.
 
 A worker process runs many steps at once (WORKER_CONCURRENCY), each in its own thread; one CallLeases
 keeps all their leases alive (mfa/leases.py). A Redis outage while a call is in flight does not lose
@@ -26,6 +29,7 @@ from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
 from mfa.clock import now_ms
 from mfa.leases import CallLeases
 from mfa.outcomes import Decision, RetryPolicy, Verdict, decide, result_too_large
+from mfa.registration import RegistrationUnresolved, register_once
 from mfa.sealing import AtRest, Unsealable
 from mfa.session import ClaimVerdict, MfaSession, SessionStatus
 from mfa.store import SessionStore
@@ -69,15 +73,17 @@ class StepRunner:
             answer: UpstreamAnswer | None = None
             try:
                 answer = self._send(session, claim.token)
-            except StepUnusable as exc:
-                outcome = exc.outcome
+            except (StepUnusable, RegistrationUnresolved) as exc:
+                outcome, result = self._stored_result(dict(exc.outcome))  # the links an unresolved one lists
                 self._stored(
                     session_id,
                     deadline_ms,
-                    lambda: self.store.finish(session_id, step, SessionStatus.FAILED, outcome, now_ms()),
+                    lambda: self.store.finish(
+                        session_id, step, SessionStatus.FAILED, outcome, now_ms(), result=result
+                    ),
                 )
                 log.error(
-                    "session %s step %s: failed before the call (%s)", session_id, step, outcome["code"]
+                    "session %s step %s: failed before the call (%s)", session_id, step, exc.outcome["code"]
                 )
                 return SessionStatus.FAILED.value
             except UpstreamUnavailable as exc:
@@ -88,7 +94,7 @@ class StepRunner:
                     claim.attempt,
                     exc,
                 )
-            decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
+            decision = decide(answer, session.resource, uncertain=session.uncertain > 0)
             return self._stored(
                 session_id, deadline_ms, lambda: self.record(session, claim.attempt, decision)
             )
@@ -122,7 +128,14 @@ class StepRunner:
 
     def _send(self, session: MfaSession, stored_token: bytes | None) -> UpstreamAnswer:
         if session.status is SessionStatus.REGISTERING:
-            return self.client.register(self._credentials(session.id))
+            return register_once(
+                self.client,
+                self._credentials(session.id),
+                earlier_uncertain=session.uncertain > 0,
+                started_at_ms=session.created_at_ms,
+            )
+        if session.status is SessionStatus.UPDATING:
+            return self.client.update_link(session.link or "", self._credentials(session.id))
         if session.status is SessionStatus.RETRIEVING:
             return self.client.retrieve(session.resource, session.request or {"link": session.link})
         token = None
@@ -181,7 +194,7 @@ class StepRunner:
         if decision.verdict is Verdict.RETRY:
             retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
             if retry_at is not None:
-                store.release_call(session.id, session.step, now, retry_at, unanswered=status is None)
+                store.release_call(session.id, session.step, now, retry_at, uncertain=decision.uncertain)
                 log.info(
                     "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
                     session.id,
@@ -200,7 +213,15 @@ class StepRunner:
             final = SessionStatus.SUCCEEDED
             outcome, result = self._stored_result(outcome)
         outcome.pop("result", None)
-        done = store.finish(session.id, session.step, final, outcome, now, result=result)
+        done = store.finish(
+            session.id,
+            session.step,
+            final,
+            outcome,
+            now,
+            result=result,
+            link=_registered_link(session, decision),
+        )
         log.info(
             "session %s step %s: %s (http %s, code %s)",
             session.id,
@@ -214,3 +235,11 @@ class StepRunner:
     def abort(self, session_id: str, step: int, attempt: int) -> bool:
         """Close a step whose job for `attempt` raised (a bug, a timeout), so it still ends with a record."""
         return self.store.abort(session_id, step, attempt, now_ms())
+
+
+def _registered_link(session: MfaSession, decision: Decision) -> str | None:
+    """The id of the link a `links` call answered with, for the session's `link` (as an MFA step sets it)."""
+    result = decision.outcome.get("result")
+    if decision.verdict is Verdict.SUCCEEDED and session.resource == "links" and isinstance(result, dict):
+        return str(result["id"])
+    return None
