@@ -1,7 +1,7 @@
-"""Live status for the frontend: a session's changes as Server-Sent Events, and the long-poll fallback.
+"""Live status for the frontend: a session's changes as Server-Sent Events (the long-poll fallback,
+`GET /v1/sessions/{id}?wait=25&after=7`, is the read route's: app/sessions.py).
 
   GET /v1/sessions/{id}/stream            text/event-stream: the session now, then every change
-  GET /v1/sessions/{id}?wait=25&after=7   the session once its version is no longer 7, or after 25 s
 
 Each event is `id: <version>` and `data: <the session object>`, as GET /v1/sessions/{id} answers it for
 the same credential (a client secret never sees Belvo's bodies). A comment line every
@@ -17,35 +17,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response, request
-from pydantic import ValidationError
 
 from app.auth import authorize_session, current_principal
-from app.errors import validation_error
 from app.openapi import documented
-from app.schemas import LongPollQuery, SessionOut
-from app.services import services
-from mfa.live import Change, Heartbeat, Update, follow, wait_for_change
-from mfa.session import Audience, MfaSession
+from app.schemas import SessionOut
+from app.services import Services, services
+from app.sessions import with_result
+from mfa.live import Change, Heartbeat, Update, follow
+from mfa.session import Audience
 
 bp = Blueprint("live", __name__, url_prefix="/v1/sessions")
 
 RETRY_MS = 2000  # how long a client waits before it reconnects to a stream that ended early
 _VERSION = re.compile(r"[0-9]{1,18}")
-
-
-def long_poll(session: MfaSession) -> MfaSession:
-    """The session as the request's `wait`/`after` ask for it: at once without `wait`."""
-    try:
-        query = LongPollQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-    if not query.wait:
-        return session
-    svc = services()
-    after = session.version if query.after is None else query.after
-    return wait_for_change(svc.store, svc.feed, session, after, query.wait)
 
 
 def _last_event_id() -> int | None:
@@ -54,12 +41,21 @@ def _last_event_id() -> int | None:
     return int(raw) if _VERSION.fullmatch(raw) else None
 
 
-def _event_stream(updates: Iterator[Update], audience: Audience) -> Iterator[str]:
-    """The SSE text of `updates`: a `retry:` hint first, so any disconnect is retried at our pace."""
+def _shown(change: Change, audience: Audience, svc: Services) -> dict[str, Any]:
+    """The session object of a change, as GET shows it to `audience` (an API key sees Belvo's result)."""
+    session = change.session
+    if audience is Audience.BACKEND and session.status.is_final:
+        session = with_result(session, svc)
+    return session.public(change.at_ms, audience)
+
+
+def _event_stream(updates: Iterator[Update], audience: Audience, svc: Services) -> Iterator[str]:
+    """The SSE text of `updates`: a `retry:` hint first, so any disconnect is retried at our pace.
+    It runs after the view has returned, outside any request context: all it needs is passed in."""
     yield f"retry: {RETRY_MS}\n\n"
     for update in updates:
         if isinstance(update, Change):
-            data = json.dumps(update.session.public(update.at_ms, audience), separators=(",", ":"))
+            data = json.dumps(_shown(update, audience, svc), separators=(",", ":"))
             yield f"id: {update.session.version}\ndata: {data}\n\n"
         elif isinstance(update, Heartbeat):
             yield ": heartbeat\n\n"
@@ -88,6 +84,7 @@ def stream_session(session_id: str) -> Response:
         heartbeat_seconds=svc.settings.stream_heartbeat_seconds,
         max_seconds=svc.settings.stream_max_seconds,
     )
-    resp = Response(_event_stream(updates, current_principal().audience), mimetype="text/event-stream")
+    events = _event_stream(updates, current_principal().audience, svc)
+    resp = Response(events, mimetype="text/event-stream")
     resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes, unbuffered
     return resp

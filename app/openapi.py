@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from app.schemas import Problem
 
@@ -29,9 +29,9 @@ def documented(
     query: type[BaseModel] | None = None,
     stream: bool = False,
 ) -> Callable[[View], View]:
-    """Attach what the OpenAPI document says of a view: its body, query, answers, auth and headers.
-
-    With `stream`, the 200 answer is text/event-stream, each event's data one of its model."""
+    """Attach what the OpenAPI document says of a view: its body, query parameters, answers, auth and
+    headers. A `query` model's fields must have inline schemas (Literal, not Enum). With `stream`, the
+    200 answer is text/event-stream, each event's data one of its model."""
 
     def attach(view: View) -> View:
         view.openapi = {  # type: ignore[attr-defined]
@@ -48,21 +48,27 @@ def documented(
     return attach
 
 
-def _models(app: Flask) -> list[type[BaseModel]]:
-    found: dict[str, type[BaseModel]] = {"Problem": Problem}
+def _models(app: Flask) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Every documented model, with the side it is read on: a request body as it is validated (what
+    a client may send), an answer as it is serialised (what the service sends)."""
+    found: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {"Problem": (Problem, "serialization")}
     for view in app.view_functions.values():
         spec = getattr(view, "openapi", None)
-        for model in [spec and spec["body"], *(spec["responses"].values() if spec else [])]:
+        if spec is None:
+            continue
+        if spec["body"] is not None:
+            found[spec["body"].__name__] = (spec["body"], "validation")
+        for model in spec["responses"].values():
             if model is not None:
-                found[model.__name__] = model
+                found[model.__name__] = (model, "serialization")
     return list(found.values())
 
 
 def build_document(app: Flask) -> dict[str, Any]:
     """Walk the URL map and emit every documented route."""
     models = _models(app)
-    refs, defs = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
-    ref = {m: refs[(m, "serialization")] for m in models}
+    refs, defs = models_json_schema(models, ref_template=_REF)
+    ref = {model: refs[(model, mode)] for model, mode in models}
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         spec = getattr(app.view_functions.get(rule.endpoint), "openapi", None)
@@ -86,7 +92,14 @@ def build_document(app: Flask) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A backend API key, or a session's client secret",
-                }
+                },
+                "belvoWebhook": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "The Authorization value set for webhooks in Belvo's dashboard "
+                    "(BELVO_WEBHOOK_AUTHORIZATION), sent by Belvo with each webhook",
+                },
             },
         },
     }
@@ -107,7 +120,6 @@ def _operation(rule: Any, spec: dict[str, Any], ref: dict[Any, Any]) -> dict[str
         }
         for name in sorted(rule.arguments)
     ]
-    params += _query_parameters(spec["query"])
     params += [
         {
             "name": name,
@@ -118,6 +130,12 @@ def _operation(rule: Any, spec: dict[str, Any], ref: dict[Any, Any]) -> dict[str
         }
         for name, text in spec["headers"].items()
     ]
+    if spec["query"] is not None:
+        schema = spec["query"].model_json_schema()
+        params += [
+            {"name": name, "in": "query", "required": name in schema.get("required", []), "schema": prop}
+            for name, prop in schema["properties"].items()
+        ]
     if params:
         op["parameters"] = params
     if spec["auth"]:
@@ -150,27 +168,6 @@ def _event(data: dict[str, Any]) -> dict[str, Any]:
             "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting"},
         },
     }
-
-
-def _query_parameters(model: type[BaseModel] | None) -> list[dict[str, Any]]:
-    """A query model's fields as OpenAPI query parameters (an optional field's `null` left out)."""
-    if model is None:
-        return []
-    schema = model.model_json_schema()
-    params = []
-    for name, prop in schema["properties"].items():
-        prop = dict(prop)
-        description = prop.pop("description", "")
-        prop.pop("title", None)
-        options = [p for p in prop.pop("anyOf", []) if p.get("type") != "null"]
-        if options:
-            prop = {**options[0], **prop}
-        if prop.get("default", 0) is None:
-            del prop["default"]
-        params.append(
-            {"name": name, "in": "query", "required": False, "description": description, "schema": prop}
-        )
-    return params
 
 
 _DESCRIPTIONS = {
