@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import requests
 
+from mfa import logs
+
 # Belvo's resources with a data call and a resume PATCH; `links` has the register call instead.
 DataResource = Literal[
     "accounts",
@@ -36,6 +38,13 @@ class UpstreamAnswer:
     is_json: bool
     retry_after: float | None = None
 
+    @property
+    def request_id(self) -> str | None:
+        """Belvo's own id of the request, where its body carries one (errors, 428s), for the logs."""
+        first = self.body[0] if isinstance(self.body, list) and self.body else self.body
+        found = first.get("request_id") if isinstance(first, dict) else None
+        return found if isinstance(found, str) and logs.REQUEST_ID.fullmatch(found) else None
+
 
 def resource_path(resource: str) -> str:
     """Belvo's path for a resource; investments/portfolios lives outside /api/."""
@@ -51,6 +60,14 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+def _headers() -> dict[str, str]:
+    """Every call says it wants JSON, and carries the id of the API request it serves (Belvo ignores it)."""
+    request_id = logs.current("request_id")
+    if isinstance(request_id, str) and logs.REQUEST_ID.fullmatch(request_id):
+        return {"Accept": "application/json", "X-Request-ID": request_id}
+    return {"Accept": "application/json"}
 
 
 class BelvoClient:
@@ -108,7 +125,7 @@ class BelvoClient:
                 json=body,
                 auth=self._auth,
                 timeout=self.timeout,
-                headers={"Accept": "application/json"},
+                headers=_headers(),
                 stream=True,
                 allow_redirects=False,
             )

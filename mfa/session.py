@@ -84,11 +84,16 @@ class RecordField(str, Enum):
     ATTEMPTS = "attempts"
     IN_FLIGHT = "in_flight"
     UNANSWERED = "unanswered"
+    # The API request whose call this is (its id and W3C traceparent), so a retry continues its trace.
+    REQUEST_ID = "request_id"
+    TRACEPARENT = "traceparent"
 
 
-# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}): a hash of the client secret
-# and the retrieval's request body are no reader's business.
-SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST})
+# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}): a hash of the client secret,
+# the retrieval's request body and the telemetry context are no reader's business.
+SNAPSHOT_EXCLUDED = frozenset(
+    {RecordField.SECRET_HASH, RecordField.REQUEST, RecordField.REQUEST_ID, RecordField.TRACEPARENT}
+)
 EVENTS_KEPT = 100  # entries kept per session (MAXLEN ~): far more than any session makes
 
 # Outcomes the state machine records by itself; the Lua scripts get them through the generated prelude.

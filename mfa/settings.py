@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,9 +14,29 @@ from mfa.errors import ConfigError
 
 __all__ = ["ConfigError", "Settings"]
 
+DEFAULT_HEARTBEAT_FILE = os.path.join(tempfile.gettempdir(), "belvo-mfa-worker.heartbeat")
+
 
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    raw = env.get("LOG_FORMAT", "json").strip().lower() or "json"
+    if raw not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {raw!r}")
+    return raw
 
 
 def _links_enabled(env: Mapping[str, str]) -> bool:
@@ -58,6 +79,13 @@ class Settings:
     call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    log_format: str = "json"  # one JSON object per line; `text` for a human at a terminal
+    access_log: bool = True  # a line per HTTP request
+    metrics_enabled: bool = True  # GET /metrics on the web; counting in both processes
+    worker_metrics_port: int = 0  # the worker's own metrics endpoint; 0: none
+    worker_metrics_host: str = "127.0.0.1"
+    # Touched by the worker after each sweep that reached Redis; `python -m worker --check` reads it.
+    worker_heartbeat_file: str = field(default_factory=lambda: DEFAULT_HEARTBEAT_FILE)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +129,12 @@ class Settings:
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            log_format=_log_format(env),
+            access_log=_flag(env, "WEB_ACCESS_LOG", True),
+            metrics_enabled=_flag(env, "METRICS_ENABLED", True),
+            worker_metrics_port=int(number("WORKER_METRICS_PORT", 0, int)),
+            worker_metrics_host=env.get("WORKER_METRICS_HOST", "").strip() or cls.worker_metrics_host,
+            worker_heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or DEFAULT_HEARTBEAT_FILE,
         )
 
     def require_credentials_key(self) -> Settings:
@@ -138,6 +172,8 @@ class Settings:
         if missing:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
         self.require_credentials_key()
+        if self.worker_metrics_port > 65535:
+            raise ConfigError(f"WORKER_METRICS_PORT must be a TCP port, got {self.worker_metrics_port}")
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
         return self

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
+from opentelemetry.trace import SpanKind, StatusCode
+
+from mfa import logs, metrics, tracing
+from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable, resource_path
 from mfa.clock import now_ms
 from mfa.outcomes import Decision, RetryPolicy, Verdict, decide
 from mfa.sealing import CredentialsUnreadable, CredentialVault
@@ -66,6 +71,10 @@ class StepRunner:
 
     def run(self, session_id: str, step: int, attempt: int) -> str:
         """Claim the attempt, call Belvo, record the answer; returns what happened, for the job's log."""
+        with logs.bound(session_id=session_id, step=step, attempt=attempt):
+            return self._run(session_id, step, attempt)
+
+    def _run(self, session_id: str, step: int, attempt: int) -> str:
         claim = self.store.begin_call(session_id, step, now_ms(), self.lease_ms, attempt)
         if claim.verdict is not ClaimVerdict.GO:
             log.info("session %s step %s: no call (%s)", session_id, step, claim.verdict.value)
@@ -91,22 +100,68 @@ class StepRunner:
                     exc,
                 )
         decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
-        return self.record(session, claim.attempt, decision)
+        with tracing.span("record", mfa__verdict=decision.verdict.value) as span:
+            result = self.record(session, claim.attempt, decision)
+            span.set_attribute("mfa.result", result)
+        return result
 
     def _send(self, session: MfaSession, token: str | None) -> UpstreamAnswer:
+        resource = session.resource
         if session.status is SessionStatus.REGISTERING:
-            return self.client.register(self._credentials(session.id))
+            fields = self._credentials(session.id)
+            return self._call("register", resource, lambda: self.client.register(fields))
         if session.status is SessionStatus.RETRIEVING:
-            return self.client.retrieve(session.resource, session.request or {"link": session.link})
+            body = session.request or {"link": session.link}
+            return self._call("retrieve", resource, lambda: self.client.retrieve(resource, body))
         if session.expects_user_input and token is None:
             raise StepUnusable("token_missing", "The token was no longer stored")
-        return self.client.resume(
-            session.resource,
-            session=session.belvo_session or "",
-            link=session.link,
-            token=token if session.expects_user_input else None,
-            save_data=session.save_data,
+        return self._call(
+            "resume",
+            resource,
+            lambda: self.client.resume(
+                resource,
+                session=session.belvo_session or "",
+                link=session.link,
+                token=token if session.expects_user_input else None,
+                save_data=session.save_data,
+            ),
         )
+
+    @staticmethod
+    def _call(operation: str, resource: str, send: Callable[[], UpstreamAnswer]) -> UpstreamAnswer:
+        """Make one call to Belvo: counted, timed and traced; Belvo's request id joins the log context."""
+        method = "PATCH" if operation == "resume" else "POST"
+        path = resource_path(resource)
+        started = time.perf_counter()
+        with (
+            metrics.upstream_call(operation, resource) as call,
+            tracing.span(
+                f"{method} {path}",
+                SpanKind.CLIENT,
+                http__request__method=method,
+                url__path=path,
+                mfa__operation=operation,
+            ) as span,
+        ):
+            try:
+                answer = send()
+            except UpstreamUnavailable as exc:
+                call.failed(str(exc))
+                span.set_status(StatusCode.ERROR, str(exc))
+                raise
+            call.answered(answer.status)
+            span.set_attribute("http.response.status_code", answer.status)
+            if answer.request_id:
+                span.set_attribute("belvo.request_id", answer.request_id)
+                logs.bind(belvo_request_id=answer.request_id)  # undone when run() returns
+        log.info(
+            "Belvo answered %s to %s %s in %.0f ms",
+            answer.status,
+            method,
+            path,
+            (time.perf_counter() - started) * 1000,
+        )
+        return answer
 
     def _credentials(self, session_id: str) -> dict[str, object]:
         sealed = self.store.sealed_credentials(session_id)
@@ -135,6 +190,7 @@ class StepRunner:
             retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
             if retry_at is not None:
                 store.release_call(session.id, session.step, now, retry_at, unanswered=status is None)
+                metrics.retry_scheduled(status)
                 log.info(
                     "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
                     session.id,

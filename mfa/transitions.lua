@@ -79,7 +79,7 @@ redis.call('ZADD', EXP, expires_at, id)
 return 1
 
 -- @cancel()
--- awaiting_token -> cancelled. Returns 'ok' when this call cancelled it, else the status it has.
+-- awaiting_token -> cancelled. Returns {the status it has now, 1 if this call closed it else 0}.
 local status = get(F.status)
 if not status then
   return false
@@ -87,15 +87,16 @@ end
 if status == S.awaiting_token then
   if now >= tonumber(get(F.expires_at)) then
     close(S.expired, OUTCOME.expired)
-    return S.expired
+    return {S.expired, 1}
   end
   close(S.cancelled, OUTCOME.cancelled)
-  return 'ok'
+  return {S.cancelled, 1}
 end
-return status
+return {status, 0}
 
 -- @expire_due()
--- Closes a session whose Belvo session (or first-call deadline) is over. Returns the status it has.
+-- Closes a session whose Belvo session (or first-call deadline) is over.
+-- Returns {the status it has now, the status this call closed it from, or '' if it did not close it}.
 local status = get(F.status)
 if not status then
   redis.call('ZREM', EXP, id)
@@ -105,19 +106,19 @@ end
 local expires_at = tonumber(get(F.expires_at) or '0')
 if status == S.awaiting_token then
   if now < expires_at then
-    return status
+    return {status, ''}
   end
   close(S.expired, OUTCOME.expired)
-  return S.expired
+  return {S.expired, status}
 elseif calling(status) then
   -- A call in flight ends through its own answer or its lease, never through the clock.
   if get(F.in_flight) == '1' or now < expires_at then
-    return status
+    return {status, ''}
   end
-  return close_unanswered()
+  return {close_unanswered(), status}
 end
 redis.call('ZREM', EXP, id)
-return status
+return {status, ''}
 
 -- @begin_call(step, lease_deadline, attempt)
 -- Returns {verdict, token, attempt}; the verdicts are mfa.session.ClaimVerdict.
@@ -222,12 +223,13 @@ return 1
 
 -- @abort(step)
 -- The step's job raised: close it (outcome unknown if its call was in flight, else internal_error).
+-- Returns the name of the OUTCOME it closed it with, or 0 if the step had already ended.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
 end
 if get(F.in_flight) == '1' then
   close(S.failed, OUTCOME.unknown)
-else
-  close(S.failed, OUTCOME.internal)
+  return 'unknown'
 end
-return 1
+close(S.failed, OUTCOME.internal)
+return 'internal'

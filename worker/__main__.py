@@ -1,6 +1,7 @@
 """Worker entry point: an RQ worker on the resume queue, with our sweeper (expiry, recovery, retries).
 
     python -m worker [--name NAME] [--burst]
+    python -m worker --check [--max-age SECONDS]     (exit 0 when this worker heartbeated recently)
 
 Jobs run in this process, one at a time (RQ's SimpleWorker), not in a forked work horse: a job is one
 HTTP call and two Redis scripts, so a fork and a fresh import per job would cost several times the job
@@ -19,6 +20,8 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
+import socket
 import sys
 import time
 from types import FrameType
@@ -27,13 +30,15 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
+from mfa import metrics, tracing
 from mfa.connections import Role, connect
 from mfa.dispatch import ALL_PATHS
 from mfa.errors import ConfigError
 from mfa.logs import configure_logging
 from mfa.settings import Settings
 from mfa.store import SessionStore
-from worker import runtime
+from worker import health, runtime
+from worker import metrics as worker_metrics
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
@@ -83,20 +88,47 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument("--name", help="worker name (default: RQ's random name)")
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if the worker using WORKER_HEARTBEAT_FILE heartbeated recently, else 1 (a healthcheck)",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=health.DEFAULT_MAX_AGE_SECONDS,
+        help="with --check: how old the last heartbeat may be, in seconds (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        return _check(args.max_age)
     try:
         settings = Settings.from_env().require_worker()
         check_job_paths()
     except ConfigError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    metrics.enable(settings.metrics_enabled)
+    tracing.configure_tracing("belvo-mfa-worker", os.environ)
     redis = connect(settings, Role.WORKER)
     queue = Queue(settings.resume_queue, connection=redis)
     runtime.install(runtime.build_runner(settings, redis))
     # The sweeper thread gets a client of its own, so its blocking calls never queue behind a job's.
+    sweeper_redis = connect(settings, Role.SWEEPER)
+    try:
+        port = worker_metrics.serve(settings, sweeper_redis, queue)
+    except ConfigError as exc:
+        print(f"worker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if port is not None:
+        log.info("metrics on http://%s:%d/metrics", settings.worker_metrics_host, port)
+    heartbeat = health.Heartbeat(settings.worker_heartbeat_file, args.name or _default_name())
+    heartbeat.acquire()
     sweeper = Sweeper(
-        SessionStore.for_settings(settings, connect(settings, Role.SWEEPER)), settings.sweep_interval_seconds
+        SessionStore.for_settings(settings, sweeper_redis),
+        settings.sweep_interval_seconds,
+        on_pass=lambda now: heartbeat.beat(sweeper_redis, now),
     )
     sweeper.start()
     restarts = 0
@@ -119,7 +151,26 @@ def main(argv: list[str] | None = None) -> int:
             restarts += 1
     finally:
         sweeper.stop()
+        sweeper.join(5)  # its last beat lands before the name leaves mfa:workers
+        heartbeat.release(sweeper_redis)
     return 0
+
+
+def _default_name() -> str:
+    """The name this worker's heartbeat goes by in mfa:workers when --name is not given."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def _check(max_age: float) -> int:
+    """`--check`: the healthcheck of the worker whose heartbeat file WORKER_HEARTBEAT_FILE names."""
+    try:
+        path = Settings.from_env().worker_heartbeat_file
+    except ConfigError as exc:
+        print(f"worker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    healthy, why = health.check(path, max_age)
+    print(f"worker {'healthy' if healthy else 'unhealthy'}: {why}")
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
@@ -34,27 +35,39 @@ def sweep_once(store: SessionStore, now: int) -> tuple[int, int, int]:
     for session_id in store.due(LEASES_ZSET, now, BATCH):
         if store.recover_lapsed(session_id, now):
             recovered += 1
-            log.warning("session %s: worker died mid-call; closed as upstream_outcome_unknown", session_id)
+            log.warning(
+                "session %s: worker died mid-call; closed as upstream_outcome_unknown",
+                session_id,
+                extra={"session_id": session_id},
+            )
     for session_id in store.due(RETRIES_ZSET, now, BATCH):
         retried += store.promote_retry(session_id, now)
     return expired, recovered, retried
 
 
 class Sweeper(threading.Thread):
-    """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages."""
+    """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages.
 
-    def __init__(self, store: SessionStore, interval: float) -> None:
+    `on_pass(now_ms)` runs after every pass that reached Redis: the worker's heartbeat.
+    """
+
+    def __init__(
+        self, store: SessionStore, interval: float, on_pass: Callable[[int], None] | None = None
+    ) -> None:
         super().__init__(name="mfa-sweeper", daemon=True)
-        self.store, self.interval = store, interval
+        self.store, self.interval, self.on_pass = store, interval, on_pass
         self.stopping = threading.Event()
 
     def run(self) -> None:
         wait = self.interval
         while not self.stopping.wait(wait):
             try:
-                expired, _, _ = sweep_once(self.store, now_ms())
+                now = now_ms()
+                expired, _, _ = sweep_once(self.store, now)
                 if expired:
                     log.info("sweeper: %d session(s) expired", expired)
+                if self.on_pass is not None:
+                    self.on_pass(now)
                 wait = self.interval
             except RedisError as exc:
                 wait = min(max(wait * 2, 0.5), 2.0)
