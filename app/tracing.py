@@ -19,7 +19,7 @@ def register_tracing(app: Flask) -> None:
     def _open() -> None:
         span = tracing.TRACER.start_span(
             request.method,
-            context=tracing.extract(dict(request.headers)),
+            context=tracing.extract({k.lower(): v for k, v in request.headers.items()}),
             kind=SpanKind.SERVER,
             attributes={"http.request.method": request.method, "url.path": request.path},
         )

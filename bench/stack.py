@@ -83,7 +83,8 @@ class Stack:
         procs = []
         for i in range(count):
             name = f"worker-{i}-{time.monotonic_ns()}"
-            proc = self.track(spawn(name, [PYTHON, "-m", "worker", "--name", name], self.logs, env))
+            own = {**env, "WORKER_HEARTBEAT_FILE": str(self.logs / f"{name}.heartbeat")}
+            proc = self.track(spawn(name, [PYTHON, "-m", "worker", "--name", name], self.logs, own))
             proc.extra["worker_name"] = name
             procs.append(proc)
         client = Redis.from_url(env["REDIS_URL"])

@@ -8,8 +8,6 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptography.fernet import Fernet
-
 from mfa.errors import ConfigError
 
 __all__ = ["ConfigError", "Settings"]
@@ -143,6 +141,8 @@ class Settings:
             return self
         if not self.credentials_key:
             raise ConfigError("LINKS_ENABLED needs CREDENTIALS_KEY: a Fernet key (Fernet.generate_key())")
+        from cryptography.fernet import Fernet  # here: `python -m worker --check` reads settings, cheaply
+
         try:
             Fernet(self.credentials_key)
         except ValueError:

@@ -77,6 +77,7 @@ def describe_call(state: SandboxState) -> dict[str, Any]:
         "save_data": body.get("save_data"),
         "body_keys": sorted(body),
         "auth_ok": credentials_ok(state.config) if needs_auth else None,
+        "request_id": request.headers.get("X-Request-ID"),  # the caller's, which Belvo would ignore
         "status": None,
         "fault": None,
         "at": time.time(),

@@ -16,13 +16,23 @@ exiting, so an outage never leaves the service without workers.
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__" and "--check" in sys.argv[1:]:  # a healthcheck: answer before importing RQ
+    from worker.health import main as check
+
+    sys.exit(check(sys.argv[1:]))
+
+# gunicorn's metrics directory is the web's: a worker counts in its own memory and serves its own
+# endpoint, even where one environment is shared by both (before prometheus_client is imported).
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
 import argparse
 import contextlib
 import importlib
 import logging
-import os
 import socket
-import sys
 import time
 from types import FrameType
 
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.check:
-        return _check(args.max_age)
+        return health.main(["--max-age", str(args.max_age)])
     try:
         settings = Settings.from_env().require_worker()
         check_job_paths()
@@ -159,18 +169,6 @@ def main(argv: list[str] | None = None) -> int:
 def _default_name() -> str:
     """The name this worker's heartbeat goes by in mfa:workers when --name is not given."""
     return f"{socket.gethostname()}.{os.getpid()}"
-
-
-def _check(max_age: float) -> int:
-    """`--check`: the healthcheck of the worker whose heartbeat file WORKER_HEARTBEAT_FILE names."""
-    try:
-        path = Settings.from_env().worker_heartbeat_file
-    except ConfigError as exc:
-        print(f"worker: configuration error: {exc}", file=sys.stderr)
-        return 2
-    healthy, why = health.check(path, max_age)
-    print(f"worker {'healthy' if healthy else 'unhealthy'}: {why}")
-    return 0 if healthy else 1
 
 
 if __name__ == "__main__":

@@ -12,17 +12,21 @@ costs no Redis round trip and works with Redis down (where it then fails, which 
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import logging
 import os
+import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from redis import Redis
-from redis.exceptions import RedisError
-
+from mfa.errors import ConfigError
 from mfa.keys import WORKERS_ZSET
+from mfa.settings import Settings
+
+if TYPE_CHECKING:  # the check runs often and must start fast: it imports no Redis client
+    from redis import Redis
 
 log = logging.getLogger(__name__)
 FORGET_AFTER_MS = 24 * 3600 * 1000  # names of workers gone this long leave mfa:workers
@@ -71,6 +75,8 @@ class Heartbeat:
 
     def release(self, redis: Redis) -> None:
         """Stopping: leave the live workers' count at once rather than when the heartbeat ages."""
+        from redis.exceptions import RedisError
+
         try:
             redis.zrem(WORKERS_ZSET, self.name)
         except RedisError:
@@ -97,3 +103,19 @@ def check(path: str, max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS) -> tuple[
     if age > max_age_seconds:
         return False, f"last heartbeat {age:.1f}s ago (more than {max_age_seconds:g}s)"
     return True, f"last heartbeat {age:.1f}s ago"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m worker --check [--max-age SECONDS]`: 0 healthy, 1 not, 2 a configuration error."""
+    parser = argparse.ArgumentParser(prog="python -m worker --check")
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE_SECONDS)
+    args, _ = parser.parse_known_args(argv)
+    try:
+        path = Settings.from_env().worker_heartbeat_file
+    except ConfigError as exc:
+        print(f"worker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    healthy, why = check(path, args.max_age)
+    print(f"worker {'healthy' if healthy else 'unhealthy'}: {why}")
+    return 0 if healthy else 1

@@ -4,6 +4,7 @@ data included, decompressed), once each step has ended."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -135,6 +136,11 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     wait_for(lambda: marker in web.log_text(), 10, "the web access log to catch up")
 
     lines = web.log_text().splitlines() + worker.log_text().splitlines()
+    # The scan reads the service's own format: one JSON object per line, with the context fields that
+    # carry ids (request, session, Belvo's request) on them, which are scanned like the messages.
+    records = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("belvo_request_id") and r.get("request_id") and r.get("session_id") for r in records)
     dump = redis_values(redis)
     token_pattern = re.compile(
         rb"(?<![0-9A-Za-z])(?:" + b"|".join(t.encode() for t in tokens) + rb")(?![0-9A-Za-z])"
