@@ -8,6 +8,8 @@ from typing import Any
 from bench.dispatch import DispatchResult
 from bench.http import TARGETS, Pair
 from bench.memory import MemoryResult
+from bench.telemetry import TARGET as TELEMETRY_TARGET
+from bench.telemetry import TelemetryResult
 from bench.throughput import ThroughputResult
 
 MAX_SESSION_BYTES = 2048
@@ -183,3 +185,46 @@ def worker_memory_figures(one: ThroughputResult, many: ThroughputResult) -> list
         fig(f"worker memory after jobs, one of N={many.workers} (one process), RSS", solo[0]["rss"]),
         fig(f"worker memory after jobs, all N={many.workers} workers, total PSS", total_pss * 1024),
     ]
+
+
+def telemetry_figures(result: TelemetryResult) -> list[Figure]:
+    """Each API figure and dispatch p50 with metrics and JSON logs on, beside the same with them off."""
+    out = []
+    for pair in result.pairs:
+        route, ratio = ROUTES[pair.figure], pair.rps("on") / pair.rps("off")
+        out.append(
+            Figure(
+                f"{route} requests/s, metrics and JSON logs on",
+                _r(pair.rps("on"), 0),
+                "req/s",
+                _r(pair.rps("off"), 0),
+                _r(ratio),
+                f">= {TELEMETRY_TARGET}x off",
+                ratio >= TELEMETRY_TARGET,
+            )
+        )
+        cpu_on, cpu_off = pair.cpu_ms("on"), pair.cpu_ms("off")
+        out.append(
+            Figure(
+                f"{route} server CPU per request, metrics and JSON logs on",
+                _r(cpu_on, 3),
+                "ms",
+                _r(cpu_off, 3),
+                _r(cpu_on / cpu_off),
+                "report",
+                None,
+            )
+        )
+    on, off = (percentile(result.dispatch[side].service_ms, 50) for side in ("on", "off"))
+    out.append(
+        Figure(
+            "dispatch latency p50, metrics and JSON logs on",
+            _r(on, 1),
+            "ms",
+            _r(off, 1),
+            _r(on / off),
+            f"<= {1 / TELEMETRY_TARGET:.2f}x off ({TELEMETRY_TARGET}x the speed)",
+            off / on >= TELEMETRY_TARGET,
+        )
+    )
+    return out

@@ -29,6 +29,12 @@ HOW = """\
   machine clock). Baseline: `bench.noop.noop` enqueued on a queue of its own served by a second
   `python -m worker` (the same worker class); the clock runs from
   `enqueue()` returning to the time the job records on its first line.
+- **Metrics and JSON logs, on against off** (`--only telemetry`). Two gunicorns of the service on one
+  Redis, with the HTTP figures' settings: *on* with `METRICS_ENABLED=true`, `LOG_FORMAT=json`,
+  `WEB_ACCESS_LOG=1` (the defaults: counters in `PROMETHEUS_MULTIPROC_DIR`, a JSON line per request),
+  *off* with `METRICS_ENABLED=false`, `LOG_FORMAT=text`, `WEB_ACCESS_LOG=0`; the HTTP figures' wrk
+  load and rounds, alternating sides. Then the dispatch samples with web and worker off, then on.
+  Tracing is off in both, as by default. Target: on >= 0.95x off.
 - **Resume throughput.** Sandbox `latency_ms=200`; N `python -m worker` processes; 20 x N sessions
   made through the sandbox and the API first; tokens POSTed by 8 concurrent clients; the clock runs
   from the first POST to the latest final `updated_at`. Worker CPU per job is the worker processes'

@@ -79,13 +79,25 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return found
 
 
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)  # made once: a line is on every request
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (UTC, ms), level, logger, message, context, trace ids, exception."""
 
+    _last: tuple[int, str] = (-1, "")  # the last second formatted, and its text: most lines share one
+
+    def _time(self, created: float, msecs: float) -> str:
+        second, stamp = self._last  # one read of one tuple: threads never see half an update
+        if int(created) != second:
+            second = int(created)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._last = (second, stamp)
+        return f"{stamp}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record.created, record.msecs),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -99,7 +111,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):
