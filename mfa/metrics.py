@@ -36,8 +36,10 @@ KNOWN_CODES = frozenset(
         "session_expired",
         "cancelled",
         "token_missing",
+        "token_unreadable",
         "credentials_missing",
         "credentials_unavailable",
+        "result_too_large",
         # Belvo's
         "too_many_sessions",
         "institution_down",

@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 import sandbox as sandbox_app
 from app import create_app
 from mfa.clock import now_ms
-from mfa.settings import Settings
+from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
 from worker.sweeper import sweep_once
@@ -92,9 +92,12 @@ class InProcessApi(Api):
 def service_api(
     env: Mapping[str, str], redis: Redis | None = None, api_key: str | None = None
 ) -> InProcessApi:
-    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too."""
-    app = create_app(dict(env))
-    jobs = JobRunner(Settings.from_env(dict(env)), redis) if redis is not None else None
+    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too.
+
+    Each side gets only its own share of `env`, as the processes do (mfa.settings.role_env).
+    """
+    app = create_app(role_env(env, "web"))
+    jobs = JobRunner(Settings.from_env(role_env(env, "worker")), redis) if redis is not None else None
     api = InProcessApi(BASE, app=app, jobs=jobs)
     return api.as_key(api_key) if api_key else api  # type: ignore[return-value]
 

@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     metrics.enable(settings.metrics_enabled)
     tracing.configure_tracing("belvo-mfa-worker", os.environ)
+    if not settings.sealing_private_keys:
+        log.warning(
+            "no SEALING_PRIVATE_KEYS / RESULT_PUBLIC_KEY: results are stored unsealed, and tokens or bank"
+            " credentials the web sealed cannot be opened (README, Sealing)"
+        )
     redis = connect(settings, Role.WORKER)
     queue = Queue(settings.resume_queue, connection=redis)
     runtime.install(runtime.build_runner(settings, redis))
