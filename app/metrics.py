@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, g, request
 from prometheus_client import REGISTRY, Counter, Histogram, Metric, multiprocess
@@ -59,14 +60,27 @@ def register_metrics(app: Flask, enabled: bool) -> None:
     @app.after_request
     def _count(resp: Response) -> Response:
         rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED
+        route, method = (rule.rule if rule is not None else UNMATCHED), request.method
         started = g.get("metrics_started")
         if started is not None:
-            HTTP_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(route, request.method, str(resp.status_code)).inc()
+            _child(HTTP_SECONDS, route, method).observe(time.perf_counter() - started)
+        _child(HTTP_REQUESTS, route, method, str(resp.status_code)).inc()
         if request.endpoint == TOKEN_ENDPOINT:
-            TOKEN_SUBMISSIONS.labels(_answer(resp)).inc()
+            _child(TOKEN_SUBMISSIONS, _answer(resp)).inc()
         return resp
+
+
+_CHILDREN: dict[tuple[object, ...], Any] = {}
+
+
+def _child(family: Counter | Histogram, *labels: str) -> Any:
+    """`family.labels(*labels)`, remembered: every request asks for the same few, and labels() validates
+    and locks each time. The label values are bounded, so is this."""
+    key = (family, *labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = family.labels(*labels)
+    return found
 
 
 def _answer(resp: Response) -> str:
