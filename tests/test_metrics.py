@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from mfa import metrics
 from mfa.clock import now_ms
 from mfa.keys import LEASES_ZSET, RETRIES_ZSET
+from tests.receiver import receiving
 from tests.support import first
+from tests.test_webhooks import WEBHOOK_ENV, delivered
 from worker.health import Heartbeat
 from worker.sweeper import sweep_once
 
@@ -220,3 +222,18 @@ def test_metrics_can_be_turned_off(make_api, sandbox):
         assert metrics.OUTCOMES.labels("succeeded", "none")._value.get() == before
     finally:
         metrics.enable(True)  # the switch is process-wide: give the next test the default back
+
+
+def test_webhook_deliveries_are_counted_by_result(make_api, sandbox):
+    with receiving() as receiver:
+        hooked = make_api(**WEBHOOK_ENV, WEBHOOK_URL=f"{receiver.url}/hook")
+        before = scrape(hooked)
+        receiver.plan("/hook", 500, 200, 400)
+        hooked.created(sandbox.pause())  # its event: a 500, then delivered
+        delivered(hooked, receiver, "/hook", 2)
+        hooked.created(sandbox.pause())  # its event: a 400, failed at once
+        delivered(hooked, receiver, "/hook", 3)
+        after = scrape(hooked)
+    for result in ("retrying", "delivered", "failed"):
+        assert moved(before, after, "mfa_webhook_deliveries_total", result=result) == 1, result
+        assert moved(before, after, "mfa_webhook_delivery_duration_seconds_count", result=result) == 1

@@ -1,4 +1,5 @@
-"""Worker entry point: an RQ worker on the resume queue, with our sweeper (expiry, recovery, retries).
+"""Worker entry point: an RQ worker on the resume queue, with our sweeper (expiry, recovery, retries)
+and the webhook deliverer (threads of its own: worker/deliverer.py).
 
     python -m worker [--name NAME] [--burst]
     python -m worker --check [--max-age SECONDS]     (exit 0 when this worker heartbeated recently)
@@ -32,6 +33,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import secrets
 import socket
 import time
 from types import FrameType
@@ -45,10 +47,12 @@ from mfa.connections import Role, connect
 from mfa.dispatch import ALL_PATHS
 from mfa.errors import ConfigError
 from mfa.logs import configure_logging
+from mfa.outbox import Outbox
 from mfa.settings import Settings
 from mfa.store import SessionStore
 from worker import health, runtime
 from worker import metrics as worker_metrics
+from worker.deliverer import Deliverer, build_delivery
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
@@ -130,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     queue = Queue(settings.resume_queue, connection=redis)
     runtime.install(runtime.build_runner(settings, redis))
     # The sweeper thread gets a client of its own, so its blocking calls never queue behind a job's.
-    sweeper_redis = connect(settings, Role.SWEEPER)
+    sweeping = connect(settings, Role.SWEEPER)
     try:
-        port = worker_metrics.serve(settings, sweeper_redis, queue)
+        port = worker_metrics.serve(settings, sweeping, queue)
     except ConfigError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -141,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat = health.Heartbeat(settings.worker_heartbeat_file, args.name or _default_name())
     heartbeat.acquire()
     sweeper = Sweeper(
-        SessionStore.for_settings(settings, sweeper_redis),
+        SessionStore.for_settings(settings, sweeping),
         settings.sweep_interval_seconds,
-        on_pass=lambda now: heartbeat.beat(sweeper_redis, now),
+        Outbox(sweeping, settings.session_retention_seconds),
+        on_pass=lambda now: heartbeat.beat(sweeping, now),
     )
     sweeper.start()
+    deliverer = _start_deliverer(settings, args.name)
     restarts = 0
     try:
         while True:
@@ -167,8 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sweeper.stop()
         sweeper.join(5)  # its last beat lands before the name leaves mfa:workers
-        heartbeat.release(sweeper_redis)
+        heartbeat.release(sweeping)
+        if deliverer is not None:
+            deliverer.stop(settings.webhooks.timeout_seconds + 2)
     return 0
+
+
+def _start_deliverer(settings: Settings, name: str | None) -> Deliverer | None:
+    """The webhook deliverer's threads, on a Redis client of their own; None without WEBHOOK_SECRETS."""
+    runner = build_delivery(settings, connect(settings, Role.SWEEPER))
+    if runner is None:
+        log.info("webhooks: WEBHOOK_SECRETS is not set; events wait in the outbox for a worker that has it")
+        return None
+    hooks = settings.webhooks
+    consumer = name or f"worker-{os.getpid()}-{secrets.token_hex(3)}"
+    deliverer = Deliverer(runner, consumer, hooks.concurrency, hooks.claim_idle_ms)
+    deliverer.start()
+    return deliverer
 
 
 def _default_name() -> str:
