@@ -1,4 +1,4 @@
-"""Belvo's HTTP API as this service uses it: register, retrieve, and the resume PATCH."""
+"""Belvo's HTTP API as this service uses it: register, update and look up links, retrieve, resume."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import requests
 
 from mfa import logs
 
-# Belvo's resources with a data call and a resume PATCH; `links` has the register call instead.
+# Belvo's resources with a data call that can pause for MFA, resumed by a PATCH of the same collection;
+# `links` has the register (and update) call instead. employment-records has no PATCH in the spec, but
+# its data call can answer 428 and belvo-python's resume PATCHes its collection as for any resource.
 DataResource = Literal[
     "accounts",
     "transactions",
@@ -20,9 +22,21 @@ DataResource = Literal[
     "incomes",
     "recurring-expenses",
     "risk-insights",
+    "employment-records",
+    "investments/portfolios",
 ]
 Resource = Literal["links", DataResource]  # nested Literals flatten: one enum, so errors name `resource`
+# Resumes whose body has no save_data (the spec's PatchBodyWithoutSaveData).
+WITHOUT_SAVE_DATA = frozenset({"links", "investments/portfolios"})
+# What a successful answer's body is, by resource, as the spec gives it; where the spec is inconsistent
+# (incomes: its POST answers one object, its PATCH a list), either. Everything else is a list.
+RESULT_SHAPES: dict[str, tuple[type, ...]] = {
+    "links": (dict,),
+    "investments/portfolios": (dict,),
+    "incomes": (dict, list),
+}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # the default read cap; the worker passes RESULT_MAX_BYTES
+LINKS_PAGE_SIZE = 100
 
 
 class UpstreamUnavailable(Exception):
@@ -52,6 +66,13 @@ def resource_path(resource: str) -> str:
     if resource == "investments/portfolios":
         return "/investments/portfolios/"
     return f"/api/{resource}/"
+
+
+def well_formed_result(resource: str, body: Any) -> bool:
+    """Whether a 2xx body has the shape Belvo's spec gives the resource (a link object has an id)."""
+    if not isinstance(body, RESULT_SHAPES.get(resource, (list,))):
+        return False
+    return resource != "links" or (isinstance(body, dict) and "id" in body)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -107,7 +128,7 @@ class BelvoClient:
             body["link"] = link
         if token is not None:
             body["token"] = token
-        if save_data is not None and resource != "links":
+        if save_data is not None and resource not in WITHOUT_SAVE_DATA:
             body["save_data"] = save_data
         return self.send("PATCH", resource_path(resource), body)
 
@@ -115,17 +136,29 @@ class BelvoClient:
         """POST /api/links/: register a link with the end user's bank credentials."""
         return self.send("POST", "/api/links/", fields)
 
+    def update_link(self, link_id: str, fields: dict[str, Any]) -> UpstreamAnswer:
+        """PUT /api/links/{id}/: new credentials for a link (or the same, to log in again); may answer 428."""
+        return self.send("PUT", f"/api/links/{link_id}/", fields)
+
+    def find_links(self, *, external_id: str, institution: str) -> UpstreamAnswer:
+        """GET /api/links/ filtered by external_id and institution: one page, Belvo's paginated shape."""
+        query = {"external_id": external_id, "institution": institution, "page_size": LINKS_PAGE_SIZE}
+        return self.send("GET", "/api/links/", None, params=query)
+
     def retrieve(self, resource: str, fields: dict[str, Any]) -> UpstreamAnswer:
         """POST /api/{resource}/: retrieve a link's data (`fields` carries `link` and the resource's own)."""
         return self.send("POST", resource_path(resource), fields)
 
-    def send(self, method: str, path: str, body: dict[str, Any]) -> UpstreamAnswer:
+    def send(
+        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None = None
+    ) -> UpstreamAnswer:
         """One HTTP call; transport failures raise UpstreamUnavailable with no request data in it."""
         try:
             resp = self.http.request(
                 method,
                 self.base_url + path,
                 json=body,
+                params=params,
                 auth=self._auth,
                 timeout=self.timeout,
                 headers=_headers(),

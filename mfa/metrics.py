@@ -66,12 +66,17 @@ KNOWN_CODES = frozenset(
     }
 )
 RESOURCES = frozenset({*get_args(Resource), "investments/portfolios"})
-ORIGINS = {"awaiting_token": "handover", "registering": "registration", "retrieving": "retrieval"}
+ORIGINS = {
+    "awaiting_token": "handover",
+    "registering": "registration",
+    "retrieving": "retrieval",
+    "updating": "update",
+}
 WEBHOOK_RESULTS = frozenset({"delivered", "retrying", "failed", "refused"})
 
 SESSIONS_CREATED = Counter(
     "mfa_sessions_created",
-    "Sessions created, by origin (a 428 handed over, a registration, a retrieval)",
+    "Sessions created, by origin (a 428 handed over, a registration, a retrieval, a link update)",
     ["origin"],
 )
 OUTCOMES = Counter("mfa_outcomes", "Sessions ended, by final status and outcome code", ["status", "code"])
@@ -179,7 +184,8 @@ class UpstreamCall:
 
 @contextmanager
 def upstream_call(operation: str, resource: str) -> Iterator[UpstreamCall]:
-    """Count and time one call to Belvo, in flight meanwhile; an exception counts as no answer."""
+    """Count and time one call to Belvo, in flight meanwhile. A block that ends without `answered` or
+    `failed` (it raised before any call could be made) is not counted as a call."""
     call = UpstreamCall()
     if not _enabled:
         yield call
@@ -191,8 +197,9 @@ def upstream_call(operation: str, resource: str) -> Iterator[UpstreamCall]:
         yield call
     finally:
         IN_FLIGHT.dec()
-        UPSTREAM_SECONDS.labels(operation, resource).observe(time.perf_counter() - started)
-        UPSTREAM_CALLS.labels(operation, resource, status_class(call.status, call.failure)).inc()
+        if call.status is not None or call.failure is not None:
+            UPSTREAM_SECONDS.labels(operation, resource).observe(time.perf_counter() - started)
+            UPSTREAM_CALLS.labels(operation, resource, status_class(call.status, call.failure)).inc()
 
 
 def webhook_delivery(result: str, seconds: float) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mfa.destinations import DestinationPolicy, UnsafeDestination
 from mfa.errors import ConfigError
+from mfa.pause import DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
 from mfa.sealing import MalformedKey, parse_private_keys, parse_public_key
 from mfa.webhooks import WebhookSettings
 
@@ -29,15 +30,30 @@ WEB_WITHHELD = frozenset(
         "WEBHOOK_SECRETS",
     }
 )
-WORKER_WITHHELD = frozenset({"API_KEYS", "RESULT_PRIVATE_KEYS", "SEALING_PUBLIC_KEY"})
+WORKER_WITHHELD = frozenset(
+    {"API_KEYS", "RESULT_PRIVATE_KEYS", "SEALING_PUBLIC_KEY", "BELVO_WEBHOOK_AUTHORIZATION"}
+)
 # Shown as *** in a repr (a Redis URL shows with its password masked).
 SECRET_FIELDS = frozenset(
-    {"api_keys", "belvo_secret_id", "belvo_secret_password", "sealing_private_keys", "result_private_keys"}
+    {
+        "api_keys",
+        "belvo_secret_id",
+        "belvo_secret_password",
+        "sealing_private_keys",
+        "result_private_keys",
+        "belvo_webhook_authorization",
+    }
 )
 
 
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _at_most(name: str, value: int, maximum: int) -> int:
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -129,6 +145,10 @@ class Settings:
     result_max_bytes: int = 1024 * 1024
     links_enabled: bool = False
     call_deadline_seconds: int = 900
+    default_mfa_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS  # a 428 without `expiry` is held this long
+    # The Authorization header Belvo's webhooks carry, as set in Belvo's dashboard; unset: intake is off.
+    belvo_webhook_authorization: str = ""
+    link_events_retention_seconds: int = 30 * 86400
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -190,6 +210,15 @@ class Settings:
             result_max_bytes=int(number("RESULT_MAX_BYTES", 1024 * 1024, int, minimum=1024)),
             links_enabled=_links_enabled(env),
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
+            default_mfa_expiry_seconds=_at_most(
+                "DEFAULT_MFA_EXPIRY_SECONDS",
+                int(number("DEFAULT_MFA_EXPIRY_SECONDS", DEFAULT_EXPIRY_SECONDS, int, minimum=1)),
+                MAX_EXPIRY_SECONDS,
+            ),
+            belvo_webhook_authorization=env.get("BELVO_WEBHOOK_AUTHORIZATION", "").strip(),
+            link_events_retention_seconds=int(
+                number("LINK_EVENTS_RETENTION_SECONDS", 30 * 86400, int, minimum=60)
+            ),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
             webhooks=WebhookSettings.from_env(env),
@@ -259,7 +288,8 @@ class Settings:
     def require_worker(self) -> Settings:
         """Fail start-up of the worker unless it can reach and authenticate to Belvo.
 
-        Returns the worker's settings: the web's API keys are dropped, whatever the environment holds.
+        Returns the worker's settings: the web's API keys (and Belvo's webhook credential) are dropped,
+        whatever the environment holds.
         """
         missing = [
             name
@@ -288,7 +318,7 @@ class Settings:
             raise ConfigError(f"WORKER_METRICS_PORT must be a TCP port, got {self.worker_metrics_port}")
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
-        return replace(self, api_keys=(), sealing_public_key="")
+        return replace(self, api_keys=(), sealing_public_key="", belvo_webhook_authorization="")
 
 
 def role_env(env: Mapping[str, str], role: str) -> dict[str, str]:

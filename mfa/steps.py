@@ -2,8 +2,11 @@
 
 A step has at most one *uncertain* call: the call runs under a lease in Redis; if the process dies
 mid-call, the lease lapses and any sweeper closes the step as `upstream_outcome_unknown` instead of
-repeating a call Belvo may already have acted on. The call made depends on the status the claim
-finds: submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST.
+repeating a call Belvo may already have acted on. An attempt that ends with no answer, a 408 or a 5xx
+is retried, and the step remembers that Belvo may have acted on it: a registration then finds the link
+before it posts again (mfa/registration.py). The call made depends on the status the claim finds:
+submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST,
+updating -> the link's update PUT.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mfa import logs, metrics, tracing
 from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable, resource_path
 from mfa.clock import now_ms
 from mfa.outcomes import Decision, RetryPolicy, Verdict, decide, result_too_large
+from mfa.registration import RegistrationUnresolved, register_once
 from mfa.sealing import AtRest, Unsealable
 from mfa.session import ClaimVerdict, MfaSession, SessionStatus
 from mfa.store import SessionStore
@@ -91,8 +95,9 @@ class StepRunner:
         with LeaseKeeper(self.store, session_id, self.lease_ms):
             try:
                 answer = self._send(session, claim.token)
-            except StepUnusable as exc:
-                self.store.finish(session_id, step, SessionStatus.FAILED, exc.outcome, now_ms())
+            except (StepUnusable, RegistrationUnresolved) as exc:
+                outcome, result = self._stored_result(dict(exc.outcome))  # the links an unresolved one lists
+                self.store.finish(session_id, step, SessionStatus.FAILED, outcome, now_ms(), result=result)
                 log.error(
                     "session %s step %s: failed before the call (%s)", session_id, step, exc.outcome["code"]
                 )
@@ -105,20 +110,44 @@ class StepRunner:
                     claim.attempt,
                     exc,
                 )
-        decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
+        decision = decide(answer, session.resource, uncertain=session.uncertain > 0)
         with tracing.span("record", mfa__verdict=decision.verdict.value) as span:
-            result = self.record(session, claim.attempt, decision)
-            span.set_attribute("mfa.result", result)
-        return result
+            recorded = self.record(session, claim.attempt, decision)
+            span.set_attribute("mfa.result", recorded)
+        return recorded
 
     def _send(self, session: MfaSession, stored_token: bytes | None) -> UpstreamAnswer:
         resource = session.resource
         if session.status is SessionStatus.REGISTERING:
             credentials = self._credentials(session.id)
-            return self._call("register", resource, lambda: self.client.register(credentials))
+            # After an uncertain attempt this may list the links and adopt one: counted as one register.
+            return self._call(
+                "register",
+                resource,
+                "POST",
+                "/api/links/",
+                lambda: register_once(
+                    self.client,
+                    credentials,
+                    earlier_uncertain=session.uncertain > 0,
+                    started_at_ms=session.created_at_ms,
+                ),
+            )
+        if session.status is SessionStatus.UPDATING:
+            credentials = self._credentials(session.id)
+            return self._call(
+                "update",
+                resource,
+                "PUT",
+                "/api/links/{id}/",
+                lambda: self.client.update_link(session.link or "", credentials),
+            )
         if session.status is SessionStatus.RETRIEVING:
             body = session.request or {"link": session.link}
-            return self._call("retrieve", resource, lambda: self.client.retrieve(resource, body))
+            path = resource_path(resource)
+            return self._call(
+                "retrieve", resource, "POST", path, lambda: self.client.retrieve(resource, body)
+            )
         token = None
         if session.expects_user_input:
             if stored_token is None:
@@ -127,6 +156,8 @@ class StepRunner:
         return self._call(
             "resume",
             resource,
+            "PATCH",
+            resource_path(resource),
             lambda: self.client.resume(
                 resource,
                 session=session.belvo_session or "",
@@ -137,10 +168,11 @@ class StepRunner:
         )
 
     @staticmethod
-    def _call(operation: str, resource: str, send: Callable[[], UpstreamAnswer]) -> UpstreamAnswer:
-        """Make one call to Belvo: counted, timed and traced; Belvo's request id joins the log context."""
-        method = "PATCH" if operation == "resume" else "POST"
-        path = resource_path(resource)
+    def _call(
+        operation: str, resource: str, method: str, path: str, send: Callable[[], UpstreamAnswer]
+    ) -> UpstreamAnswer:
+        """Make one call to Belvo (`path` a template: no ids), counted, timed and traced; Belvo's request
+        id joins the log context."""
         started = time.perf_counter()
         with (
             metrics.upstream_call(operation, resource) as call,
@@ -215,7 +247,7 @@ class StepRunner:
         if decision.verdict is Verdict.RETRY:
             retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
             if retry_at is not None:
-                store.release_call(session.id, session.step, now, retry_at, unanswered=status is None)
+                store.release_call(session.id, session.step, now, retry_at, uncertain=decision.uncertain)
                 metrics.retry_scheduled(status)
                 log.info(
                     "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
@@ -235,7 +267,15 @@ class StepRunner:
             final = SessionStatus.SUCCEEDED
             outcome, result = self._stored_result(outcome)
         outcome.pop("result", None)
-        done = store.finish(session.id, session.step, final, outcome, now, result=result)
+        done = store.finish(
+            session.id,
+            session.step,
+            final,
+            outcome,
+            now,
+            result=result,
+            link=_registered_link(session, decision),
+        )
         log.info(
             "session %s step %s: %s (http %s, code %s)",
             session.id,
@@ -249,3 +289,11 @@ class StepRunner:
     def abort(self, session_id: str, step: int) -> bool:
         """Close a step whose job raised (a bug, a timeout), so it still ends with a record."""
         return self.store.abort(session_id, step, now_ms())
+
+
+def _registered_link(session: MfaSession, decision: Decision) -> str | None:
+    """The id of the link a `links` call answered with, for the session's `link` (as an MFA step sets it)."""
+    result = decision.outcome.get("result")
+    if decision.verdict is Verdict.SUCCEEDED and session.resource == "links" and isinstance(result, dict):
+        return str(result["id"])
+    return None

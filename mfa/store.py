@@ -2,7 +2,7 @@
 
 Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   create          -> awaiting_token (a 428 the backend got), or
-                  -> registering | retrieving (MULTI, enqueues the first call's job in the same transaction);
+                  -> registering | retrieving | updating (MULTI, enqueues the first call's job with it);
                   either lists the session under its external_ref (mfa:ref:{ref}) in the same transaction
   submit_token    awaiting_token -> submitted (WATCH/MULTI, enqueues the resume job in the same transaction)
   cancel          awaiting_token -> cancelled
@@ -10,12 +10,12 @@ Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   begin_call      calling: takes the lease, hands out the token; a lapsed earlier call -> failed
   release_call    ends an attempt that will be retried, listing the retry in mfa:retries
   promote_retry   a due retry -> its job, enqueued in the same transaction
-  finish          calling -> succeeded | failed | expired
+  finish          calling -> succeeded | failed | expired (a registered link's id noted on the session)
   next_step       calling -> awaiting_token (Belvo's 428; step + 1 when it answered a resume)
   recover_lapsed  calling with a lapsed lease -> failed (upstream_outcome_unknown)
   abort           calling -> failed, when the job raised
-"Calling" (mfa.session.CALLING_STATUSES) is submitted, registering or retrieving: a session with an
-upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
+"Calling" (mfa.session.CALLING_STATUSES) is submitted, registering, retrieving or updating: a session
+with an upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
 A session with webhook destinations also gets, from the same script, the webhook event of each change
 that makes one (mfa/outbox.lua, mfa/webhooks.py EVENT_BY_STATUS): creation awaiting a token, each next
 step, and each end.
@@ -46,7 +46,7 @@ from mfa.keys import (
     session_key,
     token_key,
 )
-from mfa.pause import TokenRequired
+from mfa.pause import DEFAULT_EXPIRY_SECONDS, TokenRequired
 from mfa.scripts import Transitions
 from mfa.session import (
     EVENTS_KEPT,
@@ -115,10 +115,17 @@ class Claim:
 class SessionStore:
     """Reads sessions and moves them between statuses, atomically; enqueues jobs through `dispatcher`."""
 
-    def __init__(self, redis: Redis, retention_seconds: int, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        retention_seconds: int,
+        dispatcher: Dispatcher,
+        default_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS,
+    ) -> None:
         self.redis = redis
         self.retention_ms = retention_seconds * 1000
         self.dispatcher = dispatcher
+        self.default_expiry_seconds = default_expiry_seconds  # for a 428 that carries no expiry
         self._t = Transitions(redis)
 
     @classmethod
@@ -129,7 +136,7 @@ class SessionStore:
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             failure_ttl_seconds=settings.session_retention_seconds,
         )
-        return cls(redis, settings.session_retention_seconds, dispatcher)
+        return cls(redis, settings.session_retention_seconds, dispatcher, settings.default_mfa_expiry_seconds)
 
     def _common(self, session_id: str, now_ms: int) -> dict[str, Any]:
         return {"id": session_id, "now": now_ms, "retention": self.retention_ms}
@@ -145,7 +152,7 @@ class SessionStore:
         """Store a new session. A paused one (awaiting_token) is refused with DuplicateSession if Belvo's
         session is already stored; one with a first call to make has that call's job enqueued with it,
         so the record never exists without the work that will end it."""
-        session = new.build(new_session_id(), now_ms)
+        session = new.build(new.id or new_session_id(), now_ms)
         record = session.to_record()
         assert session.expires_at_ms is not None
         ttl_ms = session.expires_at_ms - now_ms + self.retention_ms
@@ -228,7 +235,7 @@ class SessionStore:
                             f.UPDATED_AT.value: now_ms,
                             f.ATTEMPTS.value: 0,
                             f.IN_FLIGHT.value: 0,
-                            f.UNANSWERED.value: 0,
+                            f.UNCERTAIN.value: 0,
                             **_origin_fields(),
                         },
                     )
@@ -314,16 +321,16 @@ class SessionStore:
         self.redis.zadd(SessionKeys.of(session_id).leases, {session_id: now_ms + lease_ms}, xx=True)
 
     def release_call(
-        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, unanswered: bool
+        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, uncertain: bool
     ) -> bool:
-        """End an attempt that will be retried at `retry_at_ms`; `unanswered`: Belvo never answered it."""
+        """End an attempt that will be retried at `retry_at_ms`; `uncertain`: Belvo may have acted on it."""
         return bool(
             self._t.release_call(
                 SessionKeys.of(session_id),
                 **self._common(session_id, now_ms),
                 step=step,
                 retry_at=retry_at_ms,
-                unanswered="1" if unanswered else "0",
+                uncertain="1" if uncertain else "0",
             )
         )
 
@@ -358,11 +365,13 @@ class SessionStore:
         outcome: dict[str, Any],
         now_ms: int,
         result: bytes | None = None,
+        link: str | None = None,
     ) -> bool:
         """calling -> a final status with its outcome; False if the step had already ended.
 
         `result` is Belvo's body as it is to be stored (sealed by the caller when keys are configured):
-        it goes to mfa:result:{id} in the same script, never into the record or its change log.
+        it goes to mfa:result:{id} in the same script, never into the record or its change log. `link`
+        is the link the call registered, noted on the session as an MFA step would have.
         """
         assert status.is_final
         assert outcome.get("result") is None, "the result travels apart from the outcome"
@@ -374,6 +383,7 @@ class SessionStore:
                 status=status.value,
                 outcome=json.dumps(outcome),
                 result=result or b"",
+                link=link or "",
             )
         )
         if done:
@@ -387,7 +397,7 @@ class SessionStore:
 
     def next_step(self, session_id: str, step: int, pause: TokenRequired, now_ms: int) -> bool:
         """calling -> awaiting_token for Belvo's (next) MFA step; False if the step had already ended."""
-        expires_at = now_ms + pause.expiry * 1000
+        expires_at = now_ms + pause.expiry_or(self.default_expiry_seconds) * 1000
         challenge = pause.challenge()
         return bool(
             self._t.next_step(

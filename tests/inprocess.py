@@ -118,9 +118,17 @@ def sandbox_in_thread(config: Mapping[str, Any] | None = None) -> Iterator[str]:
     app = sandbox_app.create_app(
         {"secret_id": BELVO_SECRET_ID, "secret_password": BELVO_SECRET_PASSWORD, **(config or {})}
     )
+    with served(app, "sandbox") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served(app: Flask, name: str = "service") -> Iterator[str]:
+    """A WSGI app on a free loopback port, a thread per request, for callers that need real HTTP (the
+    sandbox delivering Belvo's webhooks to the service); yields its URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per call would drown real errors
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.port}"
