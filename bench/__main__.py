@@ -26,11 +26,12 @@ from bench.report import Run, write_all
 from bench.slow import measure_slow_clients
 from bench.stack import WEB_CONNECTIONS, WEB_WORKERS, running, service_env
 from bench.streams import measure_streams
+from bench.telemetry import measure_telemetry
 from bench.throughput import measure_throughput
 from bench.webhooks import measure_webhooks
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("http", "slow", "streams", "dispatch", "throughput", "memory", "webhooks")
+PHASES = ("http", "slow", "streams", "dispatch", "throughput", "memory", "webhooks", "telemetry")
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,18 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             stack.stop(web)
             result.figures += fig.throughput_figures(result.throughput)
             result.figures += fig.worker_memory_figures(result.throughput)
+        if "telemetry" in phases:
+            _phase("metrics and JSON logs: on against off", started)
+            t = measure_telemetry(
+                stack,
+                redis,
+                sandbox,
+                seconds=plan.seconds,
+                conns=plan.conns,
+                rounds=plan.rounds,
+                samples=plan.dispatch_samples,
+            )
+            result.figures += fig.telemetry_figures(t)
         if "memory" in phases:
             _phase("Redis memory per waiting session", started)
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]
