@@ -165,7 +165,8 @@ export declare class MfaSession extends EventTarget {
   close(): void;
   /** Read the session once. */
   read(): Promise<Session>;
-  /** Submit the user's token (or nothing, when the challenge expects no input), once per call. */
+  /** Submit the user's token (or nothing, when the challenge expects no input), once per call;
+   *  resolves with the session as the client then knows it. */
   submit(token?: string | null): Promise<Session>;
   /** Cancel the session while it awaits the user's token. */
   cancel(): Promise<Session>;

@@ -215,8 +215,11 @@ function tellParent(data) {
 }
 
 function endMessage(session) {
-  const outcome = session.outcome && { code: session.outcome.code, message: session.outcome.message };
-  return { type: 'belvo-mfa:done', session: session.id, status: session.status, step: session.step, outcome: outcome || null };
+  const { outcome } = session;
+  return {
+    type: 'belvo-mfa:done', session: session.id, status: session.status, step: session.step,
+    outcome: outcome ? { http_status: outcome.http_status, code: outcome.code, message: outcome.message } : null,
+  };
 }
 
 // --- wiring ------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 def chromium_path() -> str:
     """The Chromium to launch: $CHROMIUM, else Debian's; an AssertionError says how to install it."""
     found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, "Chromium is missing: `apt-get install chromium` (Debian), or set CHROMIUM to a Chromium binary"
+    assert found, "Chromium is missing: `apt-get install chromium` (Debian), or set CHROMIUM to its path"
     return found
 
 

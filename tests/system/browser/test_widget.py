@@ -27,12 +27,12 @@ DONE = "#view-done"
 def start(stack: Stack, **pause: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A session created from a fresh sandbox pause: the API's answer (with client_secret) and the pause."""
     body = stack.sandbox.pause(**pause)
-    return stack.api.created(body), first(body)  # type: ignore[union-attr]
+    return stack.api.created(body), first(body)
 
 
 def widget_url(stack: Stack, session: dict[str, Any], lang: str | None = None) -> str:
     fragment = f"session={session['id']}&secret={session['client_secret']}"
-    return f"{stack.web.url}/widget#{fragment}" + (f"&lang={lang}" if lang else "")  # type: ignore[union-attr]
+    return f"{stack.web.url}/widget#{fragment}" + (f"&lang={lang}" if lang else "")
 
 
 def open_widget(page: Page, stack: Stack, session: dict[str, Any], lang: str | None = None) -> None:
@@ -46,7 +46,7 @@ def assert_accessible(page: Page) -> None:
 
 
 def api_status(stack: Stack, session_id: str) -> str:
-    return stack.api.get(session_id).json()["status"]  # type: ignore[union-attr]
+    return stack.api.get(session_id).json()["status"]
 
 
 def resumes(stack: Stack, pause: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,7 +94,7 @@ def test_a_chained_second_step_is_asked_for_and_completed(stack: Stack, page: Pa
     page.get_by_role("button", name="Continue").click()
 
     expect(page.locator(DONE)).to_have_attribute("data-status", "succeeded")
-    body = stack.api.get(session["id"]).json()  # type: ignore[union-attr]
+    body = stack.api.get(session["id"]).json()
     assert (body["status"], body["step"]) == ("succeeded", 2)
     assert [call["token"] for call in resumes(stack, pause)] == ["999999"]  # step 2 has a session of its own
 
@@ -108,7 +108,7 @@ def test_a_wrong_token_ends_in_failure_with_the_banks_message(stack: Stack, page
     expect(page.locator(DONE)).to_have_attribute("data-status", "failed")
     expect(page.locator(TITLE)).to_have_text("Verification failed")
     expect(page.locator("#done-text")).to_have_text("The code was not accepted.")
-    outcome = stack.api.get(session["id"]).json()["outcome"]  # type: ignore[union-attr]
+    outcome = stack.api.get(session["id"]).json()["outcome"]
     assert outcome["code"] == "invalid_token" and outcome["message"]
     expect(page.locator("#done-detail")).to_have_text(f"Your bank said: “{outcome['message']}”")
     assert_accessible(page)
@@ -122,7 +122,7 @@ def test_expiry_is_counted_down_and_shown(stack: Stack, page: Page):
     expect(page.locator("#countdown")).to_have_class(re.compile(r"\burgent\b"))
 
     expect(page.locator(DONE)).to_have_attribute("data-status", "expired", timeout=15_000)
-    expect(page.locator(TITLE)).to_have_text("Time’s up")
+    expect(page.locator(TITLE)).to_have_text("Time’s up")  # noqa: RUF001 - the widget's typographic apostrophe
     assert api_status(stack, session["id"]) == "expired"
     assert resumes(stack, pause) == []
     assert_accessible(page)
@@ -137,7 +137,7 @@ def test_a_qr_code_is_drawn_from_the_challenge_value_and_decodes_to_it(stack: St
     session, pause = start(stack, token_type="qr_code")
     value = pause["token_generation_data"]["value"]
     open_widget(page, stack, session)
-    qr = page.get_by_role("img", name="QR code to scan with your bank’s app")
+    qr = page.get_by_role("img", name="QR code to scan with your bank’s app")  # noqa: RUF001 - the widget's typographic apostrophe
     expect(qr).to_be_visible()
     assert decoded_qr(qr.screenshot()) == [value]
     assert_accessible(page)
@@ -153,7 +153,7 @@ def test_a_challenge_without_input_asks_for_approval_and_resumes_without_a_token
     open_widget(page, stack, session)
     expect(page.locator("#token-field")).to_be_hidden()
     expect(page.locator("#approval")).to_have_text(
-        "Approve the request in your bank’s app, then press Continue."
+        "Approve the request in your bank’s app, then press Continue."  # noqa: RUF001 - the widget's typographic apostrophe
     )
     expect(page.get_by_role("button", name="Continue")).to_be_focused()
     assert_accessible(page)
@@ -208,9 +208,9 @@ LANGUAGES = [
     # browser locale, lang in the URL, the language shown, its title for the challenge, its button
     ("es-MX", None, "es", "Confirma que eres tú", "Continuar"),
     ("pt-BR", None, "pt", "Confirme que é você", "Continuar"),
-    ("en-US", None, "en", "Verify it’s you", "Continue"),
+    ("en-US", None, "en", "Verify it’s you", "Continue"),  # noqa: RUF001 - the widget's typographic apostrophe
     ("es-CO", "pt", "pt", "Confirme que é você", "Continuar"),
-    ("fr-FR", None, "en", "Verify it’s you", "Continue"),
+    ("fr-FR", None, "en", "Verify it’s you", "Continue"),  # noqa: RUF001 - the widget's typographic apostrophe
 ]
 
 
@@ -235,7 +235,11 @@ def test_the_language_follows_the_parameter_or_the_browser(
 
 def test_a_phone_sized_screen_fits_the_widget_without_sideways_scrolling(stack: Stack, browser: Browser):
     context = browser.new_context(
-        locale="es-MX", viewport={"width": 360, "height": 640}, is_mobile=True, has_touch=True, device_scale_factor=2
+        locale="es-MX",
+        viewport={"width": 360, "height": 640},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
     )
     try:
         page = context.new_page()
@@ -260,10 +264,10 @@ def test_a_phone_sized_screen_fits_the_widget_without_sideways_scrolling(stack: 
 
 def test_a_link_without_a_working_secret_says_so(stack: Stack, page: Page):
     session, _ = start(stack)
-    page.goto(f"{stack.web.url}/widget#session={session['id']}&secret=mcs_not-the-secret")  # type: ignore[union-attr]
+    page.goto(f"{stack.web.url}/widget#session={session['id']}&secret=mcs_not-the-secret")
     expect(page.locator(DONE)).to_have_attribute("data-status", "invalid")
-    expect(page.locator(TITLE)).to_have_text("This link can’t be used")
-    page.goto(f"{stack.web.url}/widget")  # type: ignore[union-attr]
+    expect(page.locator(TITLE)).to_have_text("This link can’t be used")  # noqa: RUF001 - the widget's typographic apostrophe
+    page.goto(f"{stack.web.url}/widget")
     expect(page.locator(DONE)).to_have_attribute("data-status", "invalid")
     assert api_status(stack, session["id"]) == "awaiting_token"
 
