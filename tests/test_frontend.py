@@ -147,3 +147,20 @@ def test_the_settings_default_to_no_frame_ancestors_and_no_demo():
 
     settings = Settings.from_env(SERVICE_ENV)
     assert settings.widget_frame_ancestors == () and settings.demo_page is False
+
+
+def test_a_client_of_another_origin_may_resume_a_stream_with_last_event_id(make_api):
+    api = make_api(CORS_ORIGINS=SHOP)
+    r = api.request(
+        "OPTIONS",
+        "/v1/sessions/mfa_any",
+        credential=None,
+        headers={
+            "Origin": SHOP,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, last-event-id",
+        },
+    )
+    assert r.status_code == 200
+    allowed = {h.strip().lower() for h in r.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "last-event-id"} <= allowed

@@ -318,7 +318,9 @@ export class MfaSession extends EventTarget {
 
   async #stream(signal) {
     let idle = 0; // connections in a row that brought nothing, not even a heartbeat
-    let retryMs = STREAM_RETRY_MS;
+    let refused = 0; // answers in a row that were a 429 or 5xx: the service is busy, not the path blocked
+    let serverRetryMs = STREAM_RETRY_MS; // the stream's own `retry:`, kept across connections
+    let retryMs = serverRetryMs;
     let lastEventId = this.session && Number.isInteger(this.session.version) ? String(this.session.version) : '';
     while (!signal.aborted && !isFinal(this.session)) {
       const link = linkedSignal(signal);
@@ -358,13 +360,16 @@ export class MfaSession extends EventTarget {
         } finally {
           reader.cancel().catch(() => undefined);
         }
-        if (parser.retry !== null) retryMs = parser.retry;
+        if (parser.retry !== null) serverRetryMs = parser.retry;
+        retryMs = serverRetryMs;
         idle = heard ? 0 : idle + 1;
+        refused = 0;
       } catch (err) {
         if (signal.aborted) return 'stopped';
         if (isFatal(err)) throw err;
-        idle = heard ? 0 : idle + 1;
-        retryMs = Math.max(retryMs, backoffMs(idle, err));
+        if (err instanceof MfaError) refused += 1;
+        else idle = heard ? 0 : idle + 1; // the connection failed or was cut
+        retryMs = Math.max(serverRetryMs, backoffMs(idle + refused, err));
       } finally {
         clearTimeout(watchdog);
         link.release();
@@ -389,6 +394,8 @@ export class MfaSession extends EventTarget {
         });
         attempt = 1;
       } catch (err) {
+        // A service that refuses `wait` or `after` does not long-poll: polling works with it all the same.
+        if (err instanceof MfaError && (err.status === 400 || err.status === 422)) return 'unsupported';
         if (isFatal(err) || signal.aborted) throw err;
         await sleep(backoffMs(attempt++, err), signal);
         continue;
