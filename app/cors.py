@@ -15,8 +15,7 @@ from flask_cors import CORS
 
 from mfa.errors import ConfigError
 
-# Last-Event-ID: mfa-client.js resumes the session's event stream after the last version it has.
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "Last-Event-ID")
+ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-Request-ID")
 EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 _SESSION = re.compile(r"^/v1/sessions/[^/]+\Z")
