@@ -56,6 +56,8 @@ def start_demo_session() -> tuple[Response, int]:
     scenario = body.get("scenario") if isinstance(body, dict) else None
     if scenario not in SCENARIOS:
         raise ApiError(422, "validation_error", "Unknown scenario", f"Pick one of {', '.join(SCENARIOS)}.")
+    # Dispatched in this process, not over HTTP: the service does not know its public address, and one
+    # taken from the request's Host header could send the API key anywhere.
     answer = current_app.test_client().post(
         "/v1/links",
         headers={"Authorization": f"Bearer {services().settings.api_keys[0]}"},

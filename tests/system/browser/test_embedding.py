@@ -9,7 +9,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.stack import Stack
 from tests.system.browser.chromium import axe_violations, screenshot
-from tests.system.browser.conftest import Site
+from tests.system.browser.sites import Site
 
 PARENT = """<!doctype html>
 <html lang="en"><head><title>Checkout</title></head>

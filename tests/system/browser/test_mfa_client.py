@@ -19,7 +19,7 @@ from playwright.sync_api import Page, Request, Route
 from app import register_blueprints
 from tests.stack import Stack
 from tests.support import first
-from tests.system.browser.conftest import Site
+from tests.system.browser.sites import Site
 
 
 def _service_routes() -> set[str]:
