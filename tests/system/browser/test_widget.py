@@ -116,9 +116,9 @@ def test_a_wrong_token_ends_in_failure_with_the_banks_message(stack: Stack, page
 
 
 def test_expiry_is_counted_down_and_shown(stack: Stack, page: Page):
-    session, pause = start(stack, expiry=4)
+    session, pause = start(stack, expiry=6)
     open_widget(page, stack, session)
-    expect(page.locator("#countdown-time")).to_have_text(re.compile(r"^0:0[0-4]$"))
+    expect(page.locator("#countdown-time")).to_have_text(re.compile(r"^0:0[0-6]$"))
     expect(page.locator("#countdown")).to_have_class(re.compile(r"\burgent\b"))
 
     expect(page.locator(DONE)).to_have_attribute("data-status", "expired", timeout=15_000)
