@@ -18,11 +18,12 @@ from app.services import services
 
 bp = Blueprint("demo", __name__)
 
-# Belvo's sandbox credentials (ours and Belvo's own) and the challenge each one meets.
+# The sandbox's credentials (Belvo's own sandbox has all but `mfa_approval`) and the challenge each meets.
 SCENARIOS: dict[str, dict[str, str]] = {
     "numeric": {"username": "mfa_numeric", "password": "numeric_code"},
     "qr_code": {"username": "mfa_qr", "password": "qr_code"},
-    "approval": {"username": "mfa_default", "password": "pass_valid"},
+    "device": {"username": "mfa_default", "password": "pass_valid"},
+    "approval": {"username": "mfa_approval", "password": "pass_valid"},
 }
 INSTITUTION = "heimdall_mx_retail"
 

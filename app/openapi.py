@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from app.schemas import Problem
 
@@ -26,8 +26,10 @@ def documented(
     responses: dict[int, type[BaseModel] | None],
     auth: str | None = "bearer",
     headers: dict[str, str] | None = None,
+    query: type[BaseModel] | None = None,
 ) -> Callable[[View], View]:
-    """Attach what the OpenAPI document says of a view: its body, answers, auth and headers."""
+    """Attach what the OpenAPI document says of a view: its body, query parameters, answers, auth and
+    headers. A `query` model's fields must have inline schemas (Literal, not Enum)."""
 
     def attach(view: View) -> View:
         view.openapi = {  # type: ignore[attr-defined]
@@ -36,27 +38,34 @@ def documented(
             "responses": responses,
             "auth": auth,
             "headers": headers or {},
+            "query": query,
         }
         return view
 
     return attach
 
 
-def _models(app: Flask) -> list[type[BaseModel]]:
-    found: dict[str, type[BaseModel]] = {"Problem": Problem}
+def _models(app: Flask) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Every documented model, with the side it is read on: a request body as it is validated (what
+    a client may send), an answer as it is serialised (what the service sends)."""
+    found: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {"Problem": (Problem, "serialization")}
     for view in app.view_functions.values():
         spec = getattr(view, "openapi", None)
-        for model in [spec and spec["body"], *(spec["responses"].values() if spec else [])]:
+        if spec is None:
+            continue
+        if spec["body"] is not None:
+            found[spec["body"].__name__] = (spec["body"], "validation")
+        for model in spec["responses"].values():
             if model is not None:
-                found[model.__name__] = model
+                found[model.__name__] = (model, "serialization")
     return list(found.values())
 
 
 def build_document(app: Flask) -> dict[str, Any]:
     """Walk the URL map and emit every documented route."""
     models = _models(app)
-    refs, defs = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
-    ref = {m: refs[(m, "serialization")] for m in models}
+    refs, defs = models_json_schema(models, ref_template=_REF)
+    ref = {model: refs[(model, mode)] for model, mode in models}
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         spec = getattr(app.view_functions.get(rule.endpoint), "openapi", None)
@@ -80,7 +89,14 @@ def build_document(app: Flask) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A backend API key, or a session's client secret",
-                }
+                },
+                "belvoWebhook": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "The Authorization value set for webhooks in Belvo's dashboard "
+                    "(BELVO_WEBHOOK_AUTHORIZATION), sent by Belvo with each webhook",
+                },
             },
         },
     }
@@ -111,6 +127,12 @@ def _operation(rule: Any, spec: dict[str, Any], ref: dict[Any, Any]) -> dict[str
         }
         for name, text in spec["headers"].items()
     ]
+    if spec["query"] is not None:
+        schema = spec["query"].model_json_schema()
+        params += [
+            {"name": name, "in": "query", "required": name in schema.get("required", []), "schema": prop}
+            for name, prop in schema["properties"].items()
+        ]
     if params:
         op["parameters"] = params
     if spec["auth"]:

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
 from devstack.processes import ROOT, PortTaken, Proc, start_redis, start_sandbox, start_web, start_worker
+from mfa.sealing import new_key_pair
 
 VAR = ROOT / "var"
 
@@ -32,16 +31,29 @@ def fresh_log_dir() -> Path:
     return logs
 
 
-def walkthrough(url: str, api_key: str, sandbox_url: str | None, logs: Path, demo: bool = True) -> str:
+def walkthrough(
+    url: str, api_key: str, sandbox_url: str | None, logs: Path, webhook_auth: str = "", demo: bool = True
+) -> str:
     """The copy-paste tour printed at start-up: register a link that pauses for MFA, then finish it."""
     auth = f'-H "Authorization: Bearer {api_key}"'
     field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])'"
     creds = "mfa_numeric / numeric_code" if sandbox_url else "the end user's bank credentials"
     alt = (
         f"""
-# Already holding a 428 your backend got from Belvo? Hand it over instead of step 1:
+# Already holding a 428 your backend got from Belvo? Hand it over instead of step 1
+# (with belvo-python: API_KEY={api_key} .venv/bin/python examples/backend_handover.py):
 PAUSE=$(curl -s -X POST {sandbox_url}/_sandbox/sessions -d '{{"token_type":"numeric"}}')
 curl -s {auth} {url}/v1/sessions -d "{{\\"token_required\\": $PAUSE}}"
+
+# 5. Re-authentication: when the bank wants the user again, Belvo sends a LINK webhook to
+#    {url}/v1/belvo/webhooks (here the sandbox sends it); the backend reads the link's events
+#    and sends the credentials again, and steps 2-4 finish it.
+LINK=$(curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID | {field} link)
+curl -s {sandbox_url}/_sandbox/webhooks -H 'Content-Type: application/json' -d "{{\\"link\\": \\"$LINK\\",
+  \\"url\\": \\"{url}/v1/belvo/webhooks\\", \\"authorization\\": \\"{webhook_auth}\\"}}"
+curl -s {auth} {url}/v1/links/$LINK/events
+S=$(curl -s {auth} {url}/v1/links/$LINK/update -d '{{"password": "numeric_code"}}')
+ID=$(echo "$S" | {field} id); CS=$(echo "$S" | {field} client_secret)
 """
         if sandbox_url
         else ""
@@ -67,8 +79,10 @@ curl -s -H "Authorization: Bearer $CS" -H 'Content-Type: application/json' \\
      -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
      {url}/v1/sessions/$ID/token -d '{{"token": "111111"}}'
 
-# 4. Read the outcome: status succeeded, the link in outcome.result:
+# 4. The frontend sees the outcome (status succeeded); the backend's API key also sees Belvo's body,
+#    the link, in outcome.result:
 curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
+curl -s {auth} {url}/v1/sessions/$ID
 {alt}
 Logs: {logs.relative_to(ROOT)}/*.log        Ctrl-C stops everything.
 """
@@ -81,8 +95,19 @@ def main() -> int:
     env = dict(os.environ)
     api_key = env.get("API_KEYS", "").split(",")[0].strip() or "dev_" + secrets.token_urlsafe(24)
     env.setdefault("API_KEYS", api_key)
-    # A key for this run only: bank credentials registered in development die with it.
-    env.setdefault("CREDENTIALS_KEY", Fernet.generate_key().decode())
+    # Sealing keys for this run only (each process gets its own half: devstack/processes.py): tokens,
+    # bank credentials and results sealed in development cannot be opened after it.
+    if not any(env.get(name) for name in ("SEALING_PUBLIC_KEY", "SEALING_PRIVATE_KEYS")):
+        sealing_private, sealing_public = new_key_pair()
+        result_private, result_public = new_key_pair()
+        env.update(
+            SEALING_PUBLIC_KEY=sealing_public,
+            SEALING_PRIVATE_KEYS=sealing_private,
+            RESULT_PUBLIC_KEY=result_public,
+            RESULT_PRIVATE_KEYS=result_private,
+        )
+    # What Belvo's dashboard would hold: the Authorization header its webhooks carry.
+    env.setdefault("BELVO_WEBHOOK_AUTHORIZATION", "Bearer whk_" + secrets.token_urlsafe(24))
     env.setdefault("DEMO_PAGE", "true")  # the demo at / plays a backend with the API key: development only
     try:
         if not env.get("REDIS_URL"):
@@ -112,7 +137,8 @@ def main() -> int:
         procs.append(web)
         procs.append(start_worker(env, logs))
         demo = env["DEMO_PAGE"].strip().lower() in ("1", "true", "yes", "on")
-        print(walkthrough(web.url, api_key, sandbox_url, logs, demo), flush=True)
+        webhook_auth = env["BELVO_WEBHOOK_AUTHORIZATION"]
+        print(walkthrough(web.url, api_key, sandbox_url, logs, webhook_auth, demo), flush=True)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         while not stop["now"] and all(p.alive for p in procs):

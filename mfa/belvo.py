@@ -1,4 +1,4 @@
-"""Belvo's HTTP API as this service uses it: register, retrieve, and the resume PATCH."""
+"""Belvo's HTTP API as this service uses it: register, update and look up links, retrieve, resume."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 import requests
 
-# Belvo's resources with a data call and a resume PATCH; `links` has the register call instead.
+# Belvo's resources with a data call that can pause for MFA, resumed by a PATCH of the same collection;
+# `links` has the register (and update) call instead. employment-records has no PATCH in the spec, but
+# its data call can answer 428 and belvo-python's resume PATCHes its collection as for any resource.
 DataResource = Literal[
     "accounts",
     "transactions",
@@ -18,9 +20,21 @@ DataResource = Literal[
     "incomes",
     "recurring-expenses",
     "risk-insights",
+    "employment-records",
+    "investments/portfolios",
 ]
 Resource = Literal["links", DataResource]  # nested Literals flatten: one enum, so errors name `resource`
-MAX_BODY_BYTES = 10 * 1024 * 1024  # a Belvo answer larger than this is not one we can store
+# Resumes whose body has no save_data (the spec's PatchBodyWithoutSaveData).
+WITHOUT_SAVE_DATA = frozenset({"links", "investments/portfolios"})
+# What a successful answer's body is, by resource, as the spec gives it; where the spec is inconsistent
+# (incomes: its POST answers one object, its PATCH a list), either. Everything else is a list.
+RESULT_SHAPES: dict[str, tuple[type, ...]] = {
+    "links": (dict,),
+    "investments/portfolios": (dict,),
+    "incomes": (dict, list),
+}
+MAX_BODY_BYTES = 10 * 1024 * 1024  # the default read cap; the worker passes RESULT_MAX_BYTES
+LINKS_PAGE_SIZE = 100
 
 
 class UpstreamUnavailable(Exception):
@@ -35,6 +49,7 @@ class UpstreamAnswer:
     body: Any
     is_json: bool
     retry_after: float | None = None
+    oversized: bool = False  # the body ran past the read cap: left unread, never half-parsed
 
 
 def resource_path(resource: str) -> str:
@@ -42,6 +57,13 @@ def resource_path(resource: str) -> str:
     if resource == "investments/portfolios":
         return "/investments/portfolios/"
     return f"/api/{resource}/"
+
+
+def well_formed_result(resource: str, body: Any) -> bool:
+    """Whether a 2xx body has the shape Belvo's spec gives the resource (a link object has an id)."""
+    if not isinstance(body, RESULT_SHAPES.get(resource, (list,))):
+        return False
+    return resource != "links" or (isinstance(body, dict) and "id" in body)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -63,8 +85,10 @@ class BelvoClient:
         secret_password: str,
         timeout_seconds: float,
         http: requests.Session | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_body_bytes = max_body_bytes
         self._auth = (secret_id, secret_password)
         self.timeout = (min(timeout_seconds, 10.0), timeout_seconds)
         self.http = http or requests.Session()
@@ -87,7 +111,7 @@ class BelvoClient:
             body["link"] = link
         if token is not None:
             body["token"] = token
-        if save_data is not None and resource != "links":
+        if save_data is not None and resource not in WITHOUT_SAVE_DATA:
             body["save_data"] = save_data
         return self.send("PATCH", resource_path(resource), body)
 
@@ -95,17 +119,29 @@ class BelvoClient:
         """POST /api/links/: register a link with the end user's bank credentials."""
         return self.send("POST", "/api/links/", fields)
 
+    def update_link(self, link_id: str, fields: dict[str, Any]) -> UpstreamAnswer:
+        """PUT /api/links/{id}/: new credentials for a link (or the same, to log in again); may answer 428."""
+        return self.send("PUT", f"/api/links/{link_id}/", fields)
+
+    def find_links(self, *, external_id: str, institution: str) -> UpstreamAnswer:
+        """GET /api/links/ filtered by external_id and institution: one page, Belvo's paginated shape."""
+        query = {"external_id": external_id, "institution": institution, "page_size": LINKS_PAGE_SIZE}
+        return self.send("GET", "/api/links/", None, params=query)
+
     def retrieve(self, resource: str, fields: dict[str, Any]) -> UpstreamAnswer:
         """POST /api/{resource}/: retrieve a link's data (`fields` carries `link` and the resource's own)."""
         return self.send("POST", resource_path(resource), fields)
 
-    def send(self, method: str, path: str, body: dict[str, Any]) -> UpstreamAnswer:
+    def send(
+        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None = None
+    ) -> UpstreamAnswer:
         """One HTTP call; transport failures raise UpstreamUnavailable with no request data in it."""
         try:
             resp = self.http.request(
                 method,
                 self.base_url + path,
                 json=body,
+                params=params,
                 auth=self._auth,
                 timeout=self.timeout,
                 headers={"Accept": "application/json"},
@@ -116,15 +152,15 @@ class BelvoClient:
                 raw = bytearray()
                 for chunk in resp.iter_content(64 * 1024):
                     raw += chunk
-                    if len(raw) > MAX_BODY_BYTES:
-                        return UpstreamAnswer(resp.status_code, None, False)
+                    if len(raw) > self.max_body_bytes:
+                        return UpstreamAnswer(resp.status_code, None, False, oversized=True)
         except requests.Timeout:
             raise UpstreamUnavailable("timeout") from None
         except requests.RequestException as exc:
             raise UpstreamUnavailable(type(exc).__name__) from None
         try:
             parsed, is_json = json.loads(raw), True
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the parser's depth: not JSON
             parsed, is_json = None, False
         return UpstreamAnswer(
             resp.status_code, parsed, is_json, _retry_after(resp.headers.get("Retry-After"))

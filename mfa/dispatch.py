@@ -20,6 +20,7 @@ JOBS = {
     SessionStatus.SUBMITTED: "worker.jobs.resume_session",
     SessionStatus.REGISTERING: "worker.jobs.register_link",
     SessionStatus.RETRIEVING: "worker.jobs.retrieve_data",
+    SessionStatus.UPDATING: "worker.jobs.update_link",
 }
 FAILURE_CALLBACK = "worker.jobs.on_job_failure"
 ALL_PATHS = (*JOBS.values(), FAILURE_CALLBACK)

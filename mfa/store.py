@@ -2,19 +2,23 @@
 
 Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   create          -> awaiting_token (a 428 the backend got), or
-                  -> registering | retrieving (MULTI, enqueues the first call's job in the same transaction)
+                  -> registering | retrieving | updating (MULTI, enqueues the first call's job with it);
+                  either lists the session under its external_ref (mfa:ref:{ref}) in the same transaction
   submit_token    awaiting_token -> submitted (WATCH/MULTI, enqueues the resume job in the same transaction)
   cancel          awaiting_token -> cancelled
   expire_due      awaiting_token | calling with no call in flight -> expired (failed if calls were tried)
   begin_call      calling: takes the lease, hands out the token; a lapsed earlier call -> failed
   release_call    ends an attempt that will be retried, listing the retry in mfa:retries
   promote_retry   a due retry -> its job, enqueued in the same transaction
-  finish          calling -> succeeded | failed | expired
+  finish          calling -> succeeded | failed | expired (a registered link's id noted on the session)
   next_step       calling -> awaiting_token (Belvo's 428; step + 1 when it answered a resume)
   recover_lapsed  calling with a lapsed lease -> failed (upstream_outcome_unknown)
   abort           calling -> failed, when the job raised
-"Calling" (mfa.session.CALLING_STATUSES) is submitted, registering or retrieving: a session with an
-upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
+"Calling" (mfa.session.CALLING_STATUSES) is submitted, registering, retrieving or updating: a session
+with an upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
+A session with webhook destinations also gets, from the same script, the webhook event of each change
+that makes one (mfa/outbox.lua, mfa/webhooks.py EVENT_BY_STATUS): creation awaiting a token, each next
+step, and each end.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from mfa.keys import (
     SessionKeys,
     creds_key,
     events_key,
+    result_key,
     session_key,
     token_key,
 )
-from mfa.pause import TokenRequired
+from mfa.pause import DEFAULT_EXPIRY_SECONDS, TokenRequired
 from mfa.scripts import Transitions
 from mfa.session import (
     EVENTS_KEPT,
@@ -75,17 +80,24 @@ class Claim:
 
     verdict: ClaimVerdict
     session: MfaSession | None = None
-    token: str | None = None
+    token: bytes | None = None  # as stored: sealed when the web seals (mfa/sealing.py)
     attempt: int = 0
 
 
 class SessionStore:
     """Reads sessions and moves them between statuses, atomically; enqueues jobs through `dispatcher`."""
 
-    def __init__(self, redis: Redis, retention_seconds: int, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        retention_seconds: int,
+        dispatcher: Dispatcher,
+        default_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS,
+    ) -> None:
         self.redis = redis
         self.retention_ms = retention_seconds * 1000
         self.dispatcher = dispatcher
+        self.default_expiry_seconds = default_expiry_seconds  # for a 428 that carries no expiry
         self._t = Transitions(redis)
 
     @classmethod
@@ -96,7 +108,7 @@ class SessionStore:
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             failure_ttl_seconds=settings.session_retention_seconds,
         )
-        return cls(redis, settings.session_retention_seconds, dispatcher)
+        return cls(redis, settings.session_retention_seconds, dispatcher, settings.default_mfa_expiry_seconds)
 
     def _common(self, session_id: str, now_ms: int) -> dict[str, Any]:
         return {"id": session_id, "now": now_ms, "retention": self.retention_ms}
@@ -112,7 +124,7 @@ class SessionStore:
         """Store a new session. A paused one (awaiting_token) is refused with DuplicateSession if Belvo's
         session is already stored; one with a first call to make has that call's job enqueued with it,
         so the record never exists without the work that will end it."""
-        session = new.build(new_session_id(), now_ms)
+        session = new.build(new.id or new_session_id(), now_ms)
         record = session.to_record()
         assert session.expires_at_ms is not None
         ttl_ms = session.expires_at_ms - now_ms + self.retention_ms
@@ -137,6 +149,10 @@ class SessionStore:
             pipe.zadd(EXPIRY_ZSET, {session.id: session.expires_at_ms})
             if new.sealed_credentials is not None:
                 pipe.set(creds_key(session.id), new.sealed_credentials, px=session.expires_at_ms - now_ms)
+            if session.external_ref is not None:
+                self._t.index_ref(
+                    SessionKeys.of(session.id), **self._common(session.id, now_ms), ttl=ttl_ms, client=pipe
+                )
             self.dispatcher.enqueue(pipe, session, now_ms=now_ms)
             pipe.execute()
         return session
@@ -147,9 +163,11 @@ class SessionStore:
         return raw if isinstance(raw, bytes) else None
 
     def submit_token(
-        self, session_id: str, token: str | None, now_ms: int, seen: MfaSession | None = None
+        self, session_id: str, token: bytes | str | None, now_ms: int, seen: MfaSession | None = None
     ) -> MfaSession:
         """awaiting_token -> submitted, storing the token and enqueuing the resume job in one transaction.
+
+        `token` is stored as given: the web seals it first when SEALING_PUBLIC_KEY is set.
 
         Of any number of concurrent calls for one step exactly one commits: the others see the
         WATCHed hash change, re-read it and get SessionNotAwaitingToken. `seen` is the session as the
@@ -186,7 +204,7 @@ class SessionStore:
                             f.UPDATED_AT.value: now_ms,
                             f.ATTEMPTS.value: 0,
                             f.IN_FLIGHT.value: 0,
-                            f.UNANSWERED.value: 0,
+                            f.UNCERTAIN.value: 0,
                         },
                     )
                     pipe.hincrby(hkey, f.VERSION.value, 1)
@@ -256,24 +274,23 @@ class SessionStore:
         verdict = ClaimVerdict(_text(result[0]))
         if verdict is not ClaimVerdict.GO:
             return Claim(verdict)
-        token = result[1].decode() if result[1] else None
-        return Claim(verdict, self.get(session_id), token, int(result[2]))
+        return Claim(verdict, self.get(session_id), result[1] or None, int(result[2]))
 
     def extend_lease(self, session_id: str, now_ms: int, lease_ms: int) -> None:
         """Push the lease of a call still in flight forward (XX: never revives a closed one)."""
         self.redis.zadd(SessionKeys.of(session_id).leases, {session_id: now_ms + lease_ms}, xx=True)
 
     def release_call(
-        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, unanswered: bool
+        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, uncertain: bool
     ) -> bool:
-        """End an attempt that will be retried at `retry_at_ms`; `unanswered`: Belvo never answered it."""
+        """End an attempt that will be retried at `retry_at_ms`; `uncertain`: Belvo may have acted on it."""
         return bool(
             self._t.release_call(
                 SessionKeys.of(session_id),
                 **self._common(session_id, now_ms),
                 step=step,
                 retry_at=retry_at_ms,
-                unanswered="1" if unanswered else "0",
+                uncertain="1" if uncertain else "0",
             )
         )
 
@@ -300,10 +317,23 @@ class SessionStore:
         return bool(taken)
 
     def finish(
-        self, session_id: str, step: int, status: SessionStatus, outcome: dict[str, Any], now_ms: int
+        self,
+        session_id: str,
+        step: int,
+        status: SessionStatus,
+        outcome: dict[str, Any],
+        now_ms: int,
+        result: bytes | None = None,
+        link: str | None = None,
     ) -> bool:
-        """calling -> a final status with its outcome; False if the step had already ended."""
+        """calling -> a final status with its outcome; False if the step had already ended.
+
+        `result` is Belvo's body as it is to be stored (sealed by the caller when keys are configured):
+        it goes to mfa:result:{id} in the same script, never into the record or its change log. `link`
+        is the link the call registered, noted on the session as an MFA step would have.
+        """
         assert status.is_final
+        assert outcome.get("result") is None, "the result travels apart from the outcome"
         return bool(
             self._t.finish(
                 SessionKeys.of(session_id),
@@ -311,12 +341,19 @@ class SessionStore:
                 step=step,
                 status=status.value,
                 outcome=json.dumps(outcome),
+                result=result or b"",
+                link=link or "",
             )
         )
 
+    def stored_result(self, session_id: str) -> bytes | None:
+        """A succeeded session's result as stored (sealed or not), if one was stored."""
+        raw = self.redis.get(result_key(session_id))
+        return raw if isinstance(raw, bytes) else None
+
     def next_step(self, session_id: str, step: int, pause: TokenRequired, now_ms: int) -> bool:
         """calling -> awaiting_token for Belvo's (next) MFA step; False if the step had already ended."""
-        expires_at = now_ms + pause.expiry * 1000
+        expires_at = now_ms + pause.expiry_or(self.default_expiry_seconds) * 1000
         challenge = pause.challenge()
         return bool(
             self._t.next_step(

@@ -3,13 +3,16 @@
 -- Each section "-- @name(param, ...)" is one script. mfa/scripts.py prepends to each:
 --   the generated tables F (hash field names, from mfa.session.RecordField), S (statuses),
 --   CALLING (the statuses with an upstream call to make or in flight) and OUTCOME (the outcomes the
---   state machine records by itself, as JSON), then the prelude below, then one local per parameter
+--   state machine records by itself, as JSON), the outbox's names and its library (mfa/outbox.lua:
+--   add_webhook), then the prelude below, then one local per parameter
 --   (`local step, attempt = ARGV[5], ARGV[6]`), so scripts and their callers share names, not positions.
 -- KEYS: the session's keys, mfa.keys.SessionKeys: H hash, T MFA token, EXP expiry zset,
---       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset, EVENTS change log.
+--       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset, EVENTS change log,
+--       RESULT the stored result of a succeeded session.
 -- ARGV 1-4, every script: id, now (ms), retention (ms), Belvo-session key prefix.
 -- @prelude
-local H, T, EXP, LEASES, CREDS, RETRIES, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local H, T, EXP, LEASES, CREDS, RETRIES, EVENTS, RESULT =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, now, retention, belvo_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 
 local function get(field)
@@ -26,21 +29,60 @@ local function touch(...)
   redis.call('HSET', H, F.updated_at, now, ...)
 end
 
--- Log the record as it now is (mfa:events:{id}, entry 0-{version}, expiring with the record) and
--- announce it; the transaction that changed the record writes its event, or neither happens.
-local function emit()
+-- The record as readers may see it: field/value pairs, SNAPSHOT_EXCLUDED left out.
+local function snapshot()
   local record = redis.call('HGETALL', H)
-  local snapshot = {}
+  local pairs_ = {}
   for i = 1, #record, 2 do
     if not SNAPSHOT_EXCLUDED[record[i]] then
-      snapshot[#snapshot + 1] = record[i]
-      snapshot[#snapshot + 1] = record[i + 1]
+      pairs_[#pairs_ + 1] = record[i]
+      pairs_[#pairs_ + 1] = record[i + 1]
     end
   end
+  return pairs_
+end
+
+-- The backend's webhook event for the record as it now is, when the session has destinations and its
+-- status makes an event (mfa.webhooks.EVENT_BY_STATUS): written by the script that made the change.
+local function notify(snap)
+  local destinations, status = get(F.webhooks), get(F.status)
+  if not destinations or not EVENT_BY_STATUS[status] then
+    return
+  end
+  local record = {}
+  snap = snap or snapshot()
+  for i = 1, #snap, 2 do
+    record[snap[i]] = snap[i + 1]
+  end
   local version = get(F.version)
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_KEPT, '0-' .. version, unpack(snapshot))
+  local event = 'evt_' .. (string.gsub(id, '^mfa_', '')) .. '_' .. version
+  add_webhook(event, EVENT_BY_STATUS[status], id, version, get(F.step), now, 'record', cjson.encode(record),
+    destinations, now, retention)
+end
+
+-- Log the record as it now is (mfa:events:{id}, entry 0-{version}, expiring with the record), announce
+-- it, and write its webhook event; the transaction that changed the record writes these, or none happens.
+local function emit()
+  local snap = snapshot()
+  local version = get(F.version)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_KEPT, '0-' .. version, unpack(snap))
   redis.call('PEXPIRE', EVENTS, redis.call('PTTL', H))
   redis.call('PUBLISH', CHANGES_CHANNEL, id .. ' ' .. version)
+  notify(snap)
+end
+
+-- List the session under its external_ref (newest REFS_KEPT), the list living as long as its last session.
+local function keep_ref(ttl)
+  local ref = get(F.external_ref)
+  if not ref or ref == '' then
+    return
+  end
+  local key = REF_PREFIX .. ref
+  redis.call('ZADD', key, get(F.created_at), id)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(REFS_KEPT + 1))
+  if redis.call('PTTL', key) < tonumber(ttl) then
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
 
 -- End the session for good: forget its secrets, leave the work lists, keep the record for `retention`.
@@ -70,12 +112,16 @@ end
 
 -- @create(belvo_session, expires_at, ttl, ...)
 -- A session paused on a 428 the backend got; `...` is the record, field/value pairs. 0 on a duplicate.
+-- Its first step's webhook event (session.awaiting_token, version 1) is written here too; creation is
+-- not logged in EVENTS (the record is the first state).
 if not redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl) then
   return 0
 end
 redis.call('HSET', H, unpack(ARGV, VARARGS))
 redis.call('PEXPIRE', H, ttl)
 redis.call('ZADD', EXP, expires_at, id)
+keep_ref(ttl)
+notify()
 return 1
 
 -- @cancel()
@@ -149,14 +195,15 @@ redis.call('HSET', H, F.in_flight, '1')
 redis.call('ZADD', LEASES, lease_deadline, id)
 return {'go', redis.call('GET', T), taken}
 
--- @release_call(step, retry_at, unanswered)
+-- @release_call(step, retry_at, uncertain)
 -- Ends an attempt that will be retried; the sweeper enqueues the retry once it is due.
+-- `uncertain` = '1': Belvo may have acted on the attempt (no answer, 408, 5xx); the step remembers it.
 if not calling(get(F.status)) or get(F.step) ~= step or get(F.in_flight) ~= '1' then
   return 0
 end
 redis.call('HSET', H, F.in_flight, '0')
-if unanswered == '1' then
-  redis.call('HINCRBY', H, F.unanswered, 1)
+if uncertain == '1' then
+  redis.call('HINCRBY', H, F.uncertain, 1)
 end
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', RETRIES, retry_at, id)
@@ -176,16 +223,25 @@ if not status or not calling(status) or get(F.in_flight) == '1' or get(F.step) ~
 end
 return 1
 
--- @finish(step, status, outcome)
--- calling -> a final status with its outcome; 0 if the step had already ended.
+-- @finish(step, status, outcome, result, link)
+-- calling -> a final status with its outcome; 0 if the step had already ended. `result` (Belvo's body,
+-- as stored: sealed or not) goes to its own key, never into the record or the change log; '' for none.
+-- A non-empty `link` is the link the call registered, noted on the session as an MFA step would have.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
 end
+if link ~= '' then
+  redis.call('HSET', H, F.link, link)
+end
 close(status, outcome)
+if result ~= '' then
+  redis.call('SET', RESULT, result, 'PX', retention)
+end
 return 1
 
 -- @next_step(step, belvo_session, challenge, expects_input, expires_at, ttl, link)
--- calling -> awaiting_token: a resume's 428 is the next step; a register or retrieve's 428 is step 1.
+-- calling -> awaiting_token: a resume's 428 is the next step; the 428 of a first call (register,
+-- retrieve, update) is step 1.
 local status = get(F.status)
 if not calling(status) or get(F.step) ~= step then
   return 0
@@ -198,12 +254,13 @@ redis.call('DEL', CREDS, T)
 redis.call('HDEL', H, F.outcome)
 touch(F.status, S.awaiting_token, F.step, opened, F.belvo_session, belvo_session, F.link, link,
   F.challenge, challenge, F.expects_input, expects_input, F.expires_at, expires_at,
-  F.attempts, '0', F.unanswered, '0', F.in_flight, '0')
+  F.attempts, '0', F.uncertain, '0', F.in_flight, '0')
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', EXP, expires_at, id)
 redis.call('PEXPIRE', H, ttl)
 -- NX: never take over another session's index (Belvo reusing a session id would be its bug, not ours).
 redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl)
+keep_ref(ttl)
 emit()
 return opened
 
@@ -230,4 +287,9 @@ if get(F.in_flight) == '1' then
 else
   close(S.failed, OUTCOME.internal)
 end
+return 1
+
+-- @index_ref(ttl)
+-- Lists a session created in a MULTI (mfa.store.SessionStore.create) under its external_ref.
+keep_ref(ttl)
 return 1

@@ -24,9 +24,11 @@ from werkzeug.test import TestResponse
 import sandbox as sandbox_app
 from app import create_app
 from mfa.clock import now_ms
-from mfa.settings import Settings
+from mfa.outbox import Outbox
+from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
+from worker.deliverer import build_delivery, deliver_pending
 from worker.sweeper import sweep_once
 
 BASE = "http://localhost"
@@ -48,17 +50,25 @@ class Reply:
 
 
 class JobRunner:
-    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker."""
+    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker,
+    then every webhook delivery the outbox holds (when WEBHOOK_SECRETS is set)."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.redis = redis
         self.runner = runtime.build_runner(settings, redis)
         runtime.install(self.runner)
         self.queue = Queue(settings.resume_queue, connection=redis)
+        self.outbox = Outbox(redis, settings.session_retention_seconds)
+        self.delivery = build_delivery(settings, redis)
 
     def run_due(self) -> None:
-        """Sweep (expiries, lapsed leases, due retries), then work the queue until it is empty."""
-        sweep_once(self.runner.store, now_ms())
+        """Sweep (expiries, lapsed leases, due retries), work the queue until it is empty, send webhooks."""
+        sweep_once(self.runner.store, now_ms(), self.outbox)
+        self._work()
+        if self.delivery is not None:
+            deliver_pending(self.delivery, "in-process")
+
+    def _work(self) -> None:
         if not self.queue.count:
             return
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -92,9 +102,12 @@ class InProcessApi(Api):
 def service_api(
     env: Mapping[str, str], redis: Redis | None = None, api_key: str | None = None
 ) -> InProcessApi:
-    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too."""
-    app = create_app(dict(env))
-    jobs = JobRunner(Settings.from_env(dict(env)), redis) if redis is not None else None
+    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too.
+
+    Each side gets only its own share of `env`, as the processes do (mfa.settings.role_env).
+    """
+    app = create_app(role_env(env, "web"))
+    jobs = JobRunner(Settings.from_env(role_env(env, "worker")), redis) if redis is not None else None
     api = InProcessApi(BASE, app=app, jobs=jobs)
     return api.as_key(api_key) if api_key else api  # type: ignore[return-value]
 
@@ -105,9 +118,17 @@ def sandbox_in_thread(config: Mapping[str, Any] | None = None) -> Iterator[str]:
     app = sandbox_app.create_app(
         {"secret_id": BELVO_SECRET_ID, "secret_password": BELVO_SECRET_PASSWORD, **(config or {})}
     )
+    with served(app, "sandbox") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served(app: Flask, name: str = "service") -> Iterator[str]:
+    """A WSGI app on a free loopback port, a thread per request, for callers that need real HTTP (the
+    sandbox delivering Belvo's webhooks to the service); yields its URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per call would drown real errors
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

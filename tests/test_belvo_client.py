@@ -80,10 +80,31 @@ def test_resume_leaves_save_data_out_when_unset(mock, client):
     assert "save_data" not in sent_body(mock)
 
 
-def test_investment_portfolios_live_outside_api(mock, client):
-    mock.patch(f"{BASE}/investments/portfolios/", json=[], status=201)
-    answer = client.resume("investments/portfolios", session=SESSION, link=LINK, token=TOKEN)
+def test_investment_portfolios_live_outside_api_and_resume_without_save_data(mock, client):
+    mock.patch(f"{BASE}/investments/portfolios/", json={"id": "p-1"}, status=201)
+    answer = client.resume("investments/portfolios", session=SESSION, link=LINK, token=TOKEN, save_data=False)
     assert answer.status == 201
+    assert sent_body(mock) == {"session": SESSION, "token": TOKEN, "link": LINK}  # PatchBodyWithoutSaveData
+
+
+def test_employment_records_resume_on_their_collection(mock, client):
+    mock.patch(f"{BASE}/api/employment-records/", json=[], status=201)
+    client.resume("employment-records", session=SESSION, link=LINK, token=TOKEN, save_data=True)
+    assert sent_body(mock)["save_data"] is True
+
+
+def test_update_link_puts_the_credentials_on_the_link(mock, client):
+    fields = {"password": "new-password"}
+    mock.put(f"{LINKS_URL}{LINK}/", json=LINK_OBJECT, match=[matchers.json_params_matcher(fields)])
+    assert client.update_link(LINK, fields).body == LINK_OBJECT
+
+
+def test_find_links_filters_the_list_by_external_id_and_institution_with_no_body(mock, client):
+    page = {"count": 1, "next": None, "previous": None, "results": [LINK_OBJECT]}
+    query = {"external_id": "mfa_1", "institution": "heimdall_mx_retail", "page_size": "100"}
+    mock.get(LINKS_URL, json=page, match=[matchers.query_param_matcher(query)])
+    assert client.find_links(external_id="mfa_1", institution="heimdall_mx_retail").body == page
+    assert mock.calls[0].request.body is None
 
 
 def test_register_posts_the_fields_to_links(mock, client):
@@ -181,19 +202,27 @@ def test_retry_after_seconds_are_parsed_and_dates_ignored(mock, client, header, 
     assert client.resume("links", session=SESSION, link=LINK, token=TOKEN).retry_after == expected
 
 
-def test_a_body_over_the_limit_is_dropped(mock, client):
+def test_a_body_over_the_limit_is_dropped_and_marked_oversized(mock, client):
     huge = json.dumps(["x" * MAX_BODY_BYTES])
     mock.patch(LINKS_URL, body=huge, status=200, content_type="application/json")
     answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
-    assert (answer.status, answer.body, answer.is_json) == (200, None, False)
+    assert (answer.status, answer.body, answer.is_json, answer.oversized) == (200, None, False, True)
 
 
-def test_a_body_at_the_limit_is_kept(mock, client, monkeypatch):
+def test_a_body_at_the_limit_is_kept(mock):
     body = json.dumps({"id": LINK, "pad": "x" * 1000})
-    monkeypatch.setattr("mfa.belvo.MAX_BODY_BYTES", len(body))
+    client = BelvoClient(BASE, SECRET_ID, SECRET_PASSWORD, timeout_seconds=60, max_body_bytes=len(body))
     mock.patch(LINKS_URL, body=body, status=200, content_type="application/json")
     answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
-    assert answer.is_json and answer.body["id"] == LINK
+    assert answer.is_json and answer.body["id"] == LINK and not answer.oversized
+    mock.patch(LINKS_URL, body=body + " ", status=200, content_type="application/json")
+    assert client.resume("links", session=SESSION, link=LINK, token=TOKEN).oversized
+
+
+def test_json_nested_past_the_parsers_depth_is_not_json_not_a_crash(mock, client):
+    mock.patch(LINKS_URL, body="[" * 100_000 + "]" * 100_000, status=200, content_type="application/json")
+    answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
+    assert (answer.status, answer.body, answer.is_json) == (200, None, False)
 
 
 def test_repr_shows_no_credentials(client):

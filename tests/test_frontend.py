@@ -106,7 +106,7 @@ def test_the_demo_is_off_unless_switched_on(api: InProcessApi):
 
 def test_the_demo_needs_links_and_a_clear_switch(make_api):
     with pytest.raises(ConfigError, match="DEMO_PAGE"):
-        make_api(DEMO_PAGE="true", CREDENTIALS_KEY="", LINKS_ENABLED="auto")
+        make_api(DEMO_PAGE="true", SEALING_PUBLIC_KEY="", RESULT_PRIVATE_KEYS="", LINKS_ENABLED="auto")
     with pytest.raises(ConfigError, match="DEMO_PAGE"):
         make_api(DEMO_PAGE="maybe")
 

@@ -30,6 +30,7 @@ from mfa.keys import (
     belvo_key,
     creds_key,
     events_key,
+    result_key,
     session_key,
     token_key,
 )
@@ -333,7 +334,7 @@ def test_expire_due_closes_a_submitted_session_between_calls(store, calls, statu
     session = submitted(store)
     for _ in range(calls):
         assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict == "go"
-        assert store.release_call(session.id, 1, CALLED_AT + 1, CALLED_AT + 2, unanswered=False)
+        assert store.release_call(session.id, 1, CALLED_AT + 1, CALLED_AT + 2, uncertain=False)
     assert store.expire_due(session.id, EXPIRES_AT) == status.value
     assert_closed(store, session.id, status, code)
 
@@ -341,7 +342,7 @@ def test_expire_due_closes_a_submitted_session_between_calls(store, calls, statu
 def test_begin_call_hands_out_the_token_under_a_lease(store, redis):
     session = submitted(store)
     claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
-    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, "111111", 1)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, b"111111", 1)
     assert claim.session is not None and claim.session.in_flight
     assert redis.zscore(LEASES_ZSET, session.id) == CALLED_AT + LEASE_MS
 
@@ -372,12 +373,12 @@ def test_begin_call_past_expiry_expires_the_session(store):
 def test_release_call_lists_the_retry_and_only_its_attempt_may_call(store, redis):
     session = in_call(store)
     retry_at = CALLED_AT + 1000
-    assert store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=True)
+    assert store.release_call(session.id, 1, CALLED_AT + 1, retry_at, uncertain=True)
     record = store.get(session.id)
-    assert not record.in_flight and record.unanswered == 1
+    assert not record.in_flight and record.uncertain == 1
     assert redis.zscore(LEASES_ZSET, session.id) is None
     assert redis.zscore(RETRIES_ZSET, session.id) == retry_at
-    assert not store.release_call(session.id, 1, CALLED_AT + 2, retry_at, unanswered=False)
+    assert not store.release_call(session.id, 1, CALLED_AT + 2, retry_at, uncertain=False)
     # While the retry is listed no job may call, not even the one for the next attempt.
     assert store.begin_call(session.id, 1, CALLED_AT + 3, LEASE_MS, attempt=2).verdict == "stale"
 
@@ -385,7 +386,7 @@ def test_release_call_lists_the_retry_and_only_its_attempt_may_call(store, redis
 def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, redis, queue):
     session = in_call(store)
     retry_at = CALLED_AT + 1000
-    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=False)
+    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, uncertain=False)
     queue.empty()
     enqueued: list[tuple[int, bool]] = []
     retrying = hooked(store, lambda pipe, s, attempt: enqueued.append((attempt, pipe.explicit_transaction)))
@@ -399,17 +400,22 @@ def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, re
     assert queue.job_ids == [f"resume_session-{session.id}-s1-a2"] * 2  # the same attempt's job, twice
     assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=1).verdict == "stale"
     claim = store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2)
-    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, "111111", 2)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, b"111111", 2)
     assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2).verdict == "busy"
 
 
 def test_finish_closes_the_step_with_its_outcome(store, redis):
     session = in_call(store)
-    outcome = {"http_status": 201, "code": None, "result": {"id": LINK}}
-    assert store.finish(session.id, 1, SessionStatus.SUCCEEDED, outcome, CALLED_AT + 1)
+    outcome = {"http_status": 201, "code": None}
+    assert store.finish(session.id, 1, SessionStatus.SUCCEEDED, outcome, CALLED_AT + 1, result=b"sealed-body")
     assert store.get(session.id).outcome == outcome
     assert_closed(store, session.id, SessionStatus.SUCCEEDED, None)
     assert_pttl(redis, belvo_key("belvo-1"), RETENTION_MS)
+    # The result has a key of its own, kept as long as the record, and is in no change-log entry.
+    assert store.stored_result(session.id) == b"sealed-body"
+    assert_pttl(redis, result_key(session.id), RETENTION_MS)
+    logged = [v for _, fields in redis.xrange(events_key(session.id)) for v in fields.values()]
+    assert logged and not any(b"sealed-body" in v for v in logged)
 
 
 def test_finishing_twice_or_another_step_returns_false(store):
@@ -418,6 +424,43 @@ def test_finishing_twice_or_another_step_returns_false(store):
     assert store.finish(session.id, 1, SessionStatus.FAILED, {"code": "first"}, CALLED_AT + 1)
     assert not store.finish(session.id, 1, SessionStatus.SUCCEEDED, {"code": "second"}, CALLED_AT + 2)
     assert store.get(session.id).outcome == {"code": "first"}
+
+
+def test_a_428_without_expiry_is_held_for_the_stores_default(redis, queue):
+    store = SessionStore(redis, RETENTION_MS // 1000, Hooked(queue), default_expiry_seconds=90)
+    session = call_pending(store, SessionStatus.REGISTERING)
+    store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    pause = TokenRequired.model_validate({"session": "belvo-1", "link": LINK})
+    assert store.next_step(session.id, 1, pause, CALLED_AT)
+    assert store.get(session.id).expires_at_ms == CALLED_AT + 90_000
+
+
+def test_finish_notes_the_registered_link_on_the_session(store):
+    session = call_pending(store, SessionStatus.REGISTERING)
+    assert store.get(session.id).link is None
+    store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    assert store.finish(
+        session.id, 1, SessionStatus.SUCCEEDED, {"http_status": 201}, CALLED_AT + 1, link=LINK
+    )
+    assert store.get(session.id).link == LINK
+    other = in_call(store)  # without `link`, the session keeps the link it had
+    assert store.finish(other.id, 1, SessionStatus.FAILED, {"code": "x"}, CALLED_AT + 1)
+    assert store.get(other.id).link == other.link
+
+
+def test_a_session_can_be_created_under_an_id_its_caller_made(store):
+    new = NewSession(
+        status=SessionStatus.UPDATING,
+        resource="links",
+        secret_hash="secret-hash",
+        expiry_seconds=60,
+        link=LINK,
+        sealed_credentials=SEALED,
+        id="mfa_" + "c" * 32,
+    )
+    session = store.create(new, T0)
+    assert session.id == "mfa_" + "c" * 32 and store.get(session.id).status is SessionStatus.UPDATING
+    assert store.sealed_credentials(session.id) == SEALED
 
 
 def test_next_step_reopens_the_session_at_step_2(store):

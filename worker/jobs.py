@@ -28,6 +28,11 @@ def retrieve_data(session_id: str, step: int, attempt: int = 1) -> str:
     return runner().run(session_id, step, attempt)
 
 
+def update_link(session_id: str, step: int, attempt: int = 1) -> str:
+    """Send the link's new credentials to Belvo (PUT /api/links/{id}/) and record what it answered."""
+    return runner().run(session_id, step, attempt)
+
+
 def on_job_failure(job: Any, connection: Redis, *exc_info: Any) -> None:
     """RQ's failure callback: a job that raised (a bug, a timeout) still ends its step with a record."""
     session_id, step = job.args[:2]

@@ -4,6 +4,7 @@
 const LABELS = {
   numeric: 'A code sent by SMS (numeric)',
   qr_code: 'A QR code to scan, then a code',
+  device: 'A code from a token device',
   approval: 'An approval in the bank app (no code)',
 };
 

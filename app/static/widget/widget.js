@@ -59,6 +59,7 @@ document.documentElement.lang = lang;
 document.title = t.pageTitle;
 $('loading-text').textContent = t.loadingText;
 $('token-label').textContent = t.codeLabel;
+$('challenge-value-label').textContent = t.valueLabel;
 $('submit').textContent = t.submit;
 $('cancel').textContent = t.cancel;
 $('countdown-label').textContent = t.timeLeft;
@@ -109,6 +110,9 @@ function renderChallenge({ step, challenge, expectsUserInput }) {
   const isQr = String(challenge.type || '').toLowerCase().includes('qr') && Boolean(challenge.value);
   if (isQr) qr.append(qrSvg(challenge.value, t.qrLabel));
   qr.hidden = !isQr;
+  // Any other value is text the user needs, e.g. a challenge code to type into a token generator.
+  $('challenge-value-text').textContent = isQr ? '' : challenge.value || '';
+  $('challenge-value').hidden = isQr || !challenge.value;
   $('token-field').hidden = !expectsUserInput;
   input.value = '';
   input.setAttribute('inputmode', challenge.type === 'numeric' ? 'numeric' : 'text');

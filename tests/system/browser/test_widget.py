@@ -60,6 +60,9 @@ def test_a_numeric_code_succeeds(stack: Stack, page: Page):
     expect(code).to_have_attribute("inputmode", "numeric")
     expect(code).to_have_attribute("autocomplete", "one-time-code")
     expect(page.locator("#instructions")).to_have_text(pause["token_generation_data"]["instructions"])
+    value = pause["token_generation_data"]["value"]  # the sandbox's numeric challenge carries a code
+    assert value
+    expect(page.locator("#challenge-value")).to_have_text(f"The code from your bank: {value}")
     expect(page.locator("#countdown")).to_be_visible()
     assert "#secret" not in page.url and session["client_secret"] not in page.url  # dropped from the address
     assert_accessible(page)
@@ -149,7 +152,7 @@ def test_a_qr_code_is_drawn_from_the_challenge_value_and_decodes_to_it(stack: St
 
 
 def test_a_challenge_without_input_asks_for_approval_and_resumes_without_a_token(stack: Stack, page: Page):
-    session, pause = start(stack, token_type="device")
+    session, pause = start(stack, token_type="approval")
     open_widget(page, stack, session)
     expect(page.locator("#token-field")).to_be_hidden()
     expect(page.locator("#approval")).to_have_text(
