@@ -11,6 +11,7 @@ belvo       BelvoClient: Belvo's HTTP API
 outcomes    what each Belvo answer means for a step, and the retry policy
 registration  a link registered once at Belvo: after an uncertain attempt, find and adopt its link
 steps       one upstream call for one step: claim, call, record
+leases      CallLeases: one thread keeps the leases of all of a process's calls in flight alive
 links       Belvo's webhooks about links, recorded once each (LinkEvents)
 sealing     public-key sealing at rest: tokens and credentials for the worker, results for the web
 nesting     how deeply JSON may nest (request bodies, stored challenges)

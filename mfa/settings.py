@@ -42,6 +42,9 @@ SECRET_FIELDS = frozenset(
         "belvo_webhook_authorization",
     }
 )
+# One process runs its calls' Python on one core (the GIL): about 10 ms of CPU each, so past a few
+# hundred calls in flight a process is CPU-bound however slow Belvo is. Beyond this, add processes.
+MAX_WORKER_CONCURRENCY = 1024
 
 
 def _split(raw: str) -> tuple[str, ...]:
@@ -117,6 +120,9 @@ class Settings:
     idempotency_retention_seconds: int = 86400
     lease_seconds: float = 15.0
     sweep_interval_seconds: float = 0.5
+    # Upstream calls one worker process keeps in flight: each mostly waits on Belvo (seconds) for
+    # ~10 ms of CPU, so a process has room for dozens; see the README's Deploy section for sizing.
+    worker_concurrency: int = 32
     resume_queue: str = "belvo-resume"
     cors_origins: tuple[str, ...] = ()
     # Pages that may show the MFA widget in an iframe (CSP frame-ancestors; app/frontend.py).
@@ -184,6 +190,7 @@ class Settings:
             idempotency_retention_seconds=int(number("IDEMPOTENCY_RETENTION_SECONDS", 86400, int, minimum=1)),
             lease_seconds=number("LEASE_SECONDS", 15.0, minimum=1),
             sweep_interval_seconds=number("SWEEP_INTERVAL_SECONDS", 0.5, minimum=0.05),
+            worker_concurrency=int(number("WORKER_CONCURRENCY", 32, int, minimum=1)),
             resume_queue=env.get("RESUME_QUEUE", cls.resume_queue).strip() or cls.resume_queue,
             cors_origins=_split(env.get("CORS_ORIGINS", "")),
             widget_frame_ancestors=_split(env.get("WIDGET_FRAME_ANCESTORS", "")),
@@ -287,6 +294,10 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
+        if self.worker_concurrency > MAX_WORKER_CONCURRENCY:
+            raise ConfigError(
+                f"WORKER_CONCURRENCY must be at most {MAX_WORKER_CONCURRENCY}; run more worker processes"
+            )
         if self.result_private_keys:
             raise ConfigError(
                 "RESULT_PRIVATE_KEYS must not be given to the worker: it seals results with"

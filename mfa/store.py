@@ -24,7 +24,7 @@ step, and each end.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +38,7 @@ from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken
 from mfa.keys import (
     CHANGES_CHANNEL,
     EXPIRY_ZSET,
+    LEASES_ZSET,
     SessionKeys,
     creds_key,
     events_key,
@@ -276,9 +277,9 @@ class SessionStore:
             return Claim(verdict)
         return Claim(verdict, self.get(session_id), result[1] or None, int(result[2]))
 
-    def extend_lease(self, session_id: str, now_ms: int, lease_ms: int) -> None:
-        """Push the lease of a call still in flight forward (XX: never revives a closed one)."""
-        self.redis.zadd(SessionKeys.of(session_id).leases, {session_id: now_ms + lease_ms}, xx=True)
+    def extend_leases(self, session_ids: Iterable[str], now_ms: int, lease_ms: int) -> None:
+        """Push the leases of calls in flight forward, in one command (XX: never revives a closed one)."""
+        self.redis.zadd(LEASES_ZSET, dict.fromkeys(session_ids, now_ms + lease_ms), xx=True)
 
     def release_call(
         self, session_id: str, step: int, now_ms: int, retry_at_ms: int, uncertain: bool
@@ -373,9 +374,14 @@ class SessionStore:
         """Close a session whose call's lease lapsed (its worker died); True if it was closed."""
         return bool(self._t.recover_lapsed(SessionKeys.of(session_id), **self._common(session_id, now_ms)))
 
-    def abort(self, session_id: str, step: int, now_ms: int) -> bool:
-        """Close a step whose job raised: outcome unknown if its call was in flight, else internal_error."""
-        return bool(self._t.abort(SessionKeys.of(session_id), **self._common(session_id, now_ms), step=step))
+    def abort(self, session_id: str, step: int, attempt: int, now_ms: int) -> bool:
+        """Close a step whose job for `attempt` raised, if that attempt is still the open one: outcome
+        unknown if its call was in flight, else internal_error. True if it closed the step."""
+        return bool(
+            self._t.abort(
+                SessionKeys.of(session_id), **self._common(session_id, now_ms), step=step, attempt=attempt
+            )
+        )
 
     def due(self, zset: str, now_ms: int, limit: int = 500) -> list[str]:
         """Ids in the expiry, lease or retry zset whose time has come."""

@@ -277,15 +277,23 @@ end
 close(S.failed, OUTCOME.unknown)
 return 1
 
--- @abort(step)
--- The step's job raised: close it (outcome unknown if its call was in flight, else internal_error).
+-- @abort(step, attempt)
+-- The job of (step, attempt) raised: close the step while that attempt is still the open one (outcome
+-- unknown if its call is in flight, internal_error if it never claimed it). The late failure of an
+-- earlier attempt's job, or of a job whose attempt was already released for a retry, changes nothing.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
 end
+local taken = tonumber(get(F.attempts) or '0')
 if get(F.in_flight) == '1' then
+  if taken ~= tonumber(attempt) then
+    return 0
+  end
   close(S.failed, OUTCOME.unknown)
-else
+elseif taken == tonumber(attempt) - 1 and not redis.call('ZSCORE', RETRIES, id) then
   close(S.failed, OUTCOME.internal)
+else
+  return 0
 end
 return 1
 

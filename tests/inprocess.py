@@ -1,8 +1,8 @@
 """The fast tier's service: the Flask app through its test client, and the worker's jobs run in this process.
 
 Real parts throughout: a real redis-server (tests/conftest.py), the sandbox over real HTTP on loopback
-(served from a thread here), RQ's own SimpleWorker running the jobs, the sweeper's own pass. Only the
-processes are left out, so a test takes milliseconds where a stack of processes takes seconds.
+(served from a thread here), the worker's own RQ worker class running the jobs, the sweeper's own pass.
+Only the processes are left out, so a test takes milliseconds where a stack of processes takes seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
@@ -29,6 +29,8 @@ from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
 from worker.deliverer import build_delivery, deliver_pending
+from worker.resume_worker import ResumeWorker
+from worker.slots import CallSlots
 from worker.sweeper import sweep_once
 
 BASE = "http://localhost"
@@ -50,14 +52,16 @@ class Reply:
 
 
 class JobRunner:
-    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker,
-    then every webhook delivery the outbox holds (when WEBHOOK_SECRETS is set)."""
+    """Runs what the worker process would: one sweeper pass, then every queued job with the worker's own
+    RQ worker class (up to WORKER_CONCURRENCY at once, a thread each, its call leases kept alive), then
+    every webhook delivery the outbox holds (when WEBHOOK_SECRETS is set)."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.redis = redis
         self.runner = runtime.build_runner(settings, redis)
         runtime.install(self.runner)
         self.queue = Queue(settings.resume_queue, connection=redis)
+        self.slots = CallSlots(settings.worker_concurrency)
         self.outbox = Outbox(redis, settings.session_retention_seconds)
         self.delivery = build_delivery(settings, redis)
 
@@ -72,9 +76,12 @@ class JobRunner:
         if not self.queue.count:
             return
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.runner.leases.start()
         try:
-            SimpleWorker([self.queue], connection=self.redis).work(burst=True, logging_level="WARNING")
+            worker = ResumeWorker([self.queue], slots=self.slots, connection=self.redis)
+            worker.work(burst=True, logging_level="WARNING")
         finally:
+            self.runner.leases.stop()
             for sig, handler in handlers.items():  # RQ installs its own; pytest keeps its Ctrl-C
                 signal.signal(sig, handler)
 

@@ -87,6 +87,15 @@ def test_the_worker_names_all_missing_belvo_variables_at_once():
     assert all(name in str(raised.value) for name in BELVO)
 
 
+def test_the_worker_runs_32_calls_at_once_by_default_and_refuses_more_than_1024():
+    assert Settings.from_env({}).worker_concurrency == 32
+    assert (
+        Settings.from_env({**BELVO, "WORKER_CONCURRENCY": "1024"}).require_worker().worker_concurrency == 1024
+    )
+    with pytest.raises(ConfigError, match="WORKER_CONCURRENCY must be at most 1024"):
+        Settings.from_env({**BELVO, "WORKER_CONCURRENCY": "1025"}).require_worker()
+
+
 def test_the_worker_refuses_a_base_url_without_scheme():
     with pytest.raises(ConfigError, match="BELVO_BASE_URL"):
         Settings.from_env({**BELVO, "BELVO_BASE_URL": "sandbox.belvo.com"}).require_worker()
@@ -105,6 +114,8 @@ def test_the_worker_refuses_a_base_url_without_scheme():
         ("LEASE_SECONDS", "abc"),
         ("UPSTREAM_TIMEOUT_SECONDS", "nan"),
         ("RESUME_BACKOFF_SECONDS", "inf"),
+        ("WORKER_CONCURRENCY", "0"),
+        ("WORKER_CONCURRENCY", "eight"),
     ],
 )
 def test_a_malformed_number_names_its_variable(name, raw):

@@ -110,14 +110,14 @@ def call_pending(store: SessionStore, status: SessionStatus) -> MfaSession:
     return store.create(new, T0)
 
 
-def submitted(store: SessionStore, token: str = "111111") -> MfaSession:
-    session = create(store)
+def submitted(store: SessionStore, token: str = "111111", belvo_session: str = "belvo-1") -> MfaSession:
+    session = create(store, belvo_session)
     store.submit_token(session.id, token, SUBMITTED_AT)
     return session
 
 
-def in_call(store: SessionStore) -> MfaSession:
-    session = submitted(store)
+def in_call(store: SessionStore, belvo_session: str = "belvo-1") -> MfaSession:
+    session = submitted(store, belvo_session=belvo_session)
     assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict is ClaimVerdict.GO
     return session
 
@@ -484,10 +484,36 @@ def test_recover_lapsed_closes_a_call_only_once_its_lease_lapsed(store):
 )
 def test_abort_fails_the_step(store, mid_call, code):
     session = in_call(store) if mid_call else submitted(store)
-    assert not store.abort(session.id, 2, CALLED_AT + 1)
-    assert store.abort(session.id, 1, CALLED_AT + 1)
+    assert not store.abort(session.id, 2, 1, CALLED_AT + 1)
+    assert store.abort(session.id, 1, 1, CALLED_AT + 1)
     assert_closed(store, session.id, SessionStatus.FAILED, code)
-    assert not store.abort(session.id, 1, CALLED_AT + 2)
+    assert not store.abort(session.id, 1, 1, CALLED_AT + 2)
+
+
+def test_abort_by_the_job_of_another_attempt_leaves_the_step_open(store):
+    session = in_call(store)
+    retry_at = CALLED_AT + 1000
+    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, uncertain=False)
+    # Attempt 1's job raised after its call was released for a retry (RQ's bookkeeping, say).
+    assert not store.abort(session.id, 1, 1, CALLED_AT + 2)
+    assert store.promote_retry(session.id, retry_at)
+    assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2).verdict == "go"
+    # A late failure callback of attempt 1 (RQ's maintenance) never closes attempt 2 in flight.
+    assert not store.abort(session.id, 1, 1, retry_at + 1)
+    assert store.get(session.id).in_flight
+    assert store.abort(session.id, 1, 2, retry_at + 1)
+    assert_closed(store, session.id, SessionStatus.FAILED, "upstream_outcome_unknown")
+
+
+def test_extend_leases_pushes_every_live_lease_in_one_command_and_revives_none(store, redis):
+    calls = [in_call(store, belvo_session=f"belvo-{n}") for n in range(3)]
+    closed = calls.pop()
+    assert store.finish(closed.id, 1, SessionStatus.SUCCEEDED, {"code": None}, CALLED_AT + 1)
+    redis.config_resetstat()
+    store.extend_leases([c.id for c in calls] + [closed.id], CALLED_AT + 5, LEASE_MS)
+    assert redis.info("commandstats")["cmdstat_zadd"]["calls"] == 1
+    assert [redis.zscore(LEASES_ZSET, c.id) for c in calls] == [CALLED_AT + 5 + LEASE_MS] * 2
+    assert redis.zscore(LEASES_ZSET, closed.id) is None
 
 
 def test_a_stale_read_passed_to_submit_is_checked_under_watch(store, redis):

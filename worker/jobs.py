@@ -34,13 +34,15 @@ def update_link(session_id: str, step: int, attempt: int = 1) -> str:
 
 
 def on_job_failure(job: Any, connection: Redis, *exc_info: Any) -> None:
-    """RQ's failure callback: a job that raised (a bug, a timeout) still ends its step with a record."""
-    session_id, step = job.args[:2]
-    closed = runner().abort(session_id, step)
+    """RQ's failure callback: a job that raised (a bug, a timeout) still ends its own step with a record,
+    and only while its own attempt is the open one."""
+    session_id, step, attempt = (*job.args, 1)[:3]  # jobs enqueued before attempts were named had two
+    closed = runner().abort(session_id, step, attempt)
     log.error(
-        "session %s step %s: job %s failed (%s); step closed: %s",
+        "session %s step %s attempt %s: job %s failed (%s); step closed: %s",
         session_id,
         step,
+        attempt,
         job.id,
         exc_info[0].__name__ if exc_info else "?",
         closed,
