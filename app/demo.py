@@ -58,12 +58,14 @@ def start_demo_session() -> tuple[Response, int]:
     if scenario not in SCENARIOS:
         raise ApiError(422, "validation_error", "Unknown scenario", f"Pick one of {', '.join(SCENARIOS)}.")
     # Dispatched in this process, not over HTTP: the service does not know its public address, and one
-    # taken from the request's Host header could send the API key anywhere.
-    answer = current_app.test_client().post(
-        "/v1/links",
-        headers={"Authorization": f"Bearer {services().settings.api_keys[0]}"},
-        json={"institution": INSTITUTION, **SCENARIOS[scenario], "external_ref": f"demo-{scenario}"},
-    )
+    # taken from the request's Host header could send the API key anywhere. The inner request gets an
+    # app context (and `g`) of its own, so the two requests' log bindings never mix.
+    with current_app.app_context():
+        answer = current_app.test_client().post(
+            "/v1/links",
+            headers={"Authorization": f"Bearer {services().settings.api_keys[0]}"},
+            json={"institution": INSTITUTION, **SCENARIOS[scenario], "external_ref": f"demo-{scenario}"},
+        )
     started = answer.get_json()
     if answer.status_code != 202:
         return jsonify(started), answer.status_code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from mfa import logs
 from mfa.errors import ConfigError
 from tests.inprocess import InProcessApi
 from tests.support import API_KEY, SERVICE_ENV
@@ -125,6 +126,13 @@ def test_the_demo_registers_a_sandbox_link_through_the_service_and_hands_out_no_
     assert session["challenge"]["type"] == "numeric" and session["external_ref"] == "demo-numeric"
     assert api.get(started["session"], credential=started["secret"]).status_code == 200
     assert [c["body_keys"] for c in sandbox.calls(kind="register")]  # registered at the sandbox
+
+
+def test_the_demos_inner_request_leaves_no_request_id_bound_after_it(make_api, sandbox):
+    api = make_api(DEMO_PAGE="true")
+    r = api.request("POST", "/demo/sessions", credential=None, json={"scenario": "numeric"})
+    assert r.status_code == 201, r.text
+    assert logs.current("request_id") is None  # a line logged after the request carries none
 
 
 @pytest.mark.parametrize(
