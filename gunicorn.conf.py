@@ -30,6 +30,10 @@ worker_connections = int(os.environ.get("WEB_CONNECTIONS", "2000"))
 # Under the gevent worker, keepalive is also the deadline for a request's line and headers (the
 # keep-alive wait before them included): a client that has not sent them all by then is disconnected.
 keepalive = _whole_seconds("WEB_HEADER_TIMEOUT_SECONDS", 5)
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
+# evenly between them. On one shared socket, the first gevent worker to wake takes each connection, and
+# an idle one can take nearly all of them (and of the streams, which stay) while the other sits idle.
+reuse_port = True
 timeout = 30  # a worker whose event loop is blocked this long is killed and replaced
 graceful_timeout = 20
 # No max_requests: recycling a worker would cut every live stream it holds at once (they resume, but all
