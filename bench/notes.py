@@ -4,7 +4,8 @@ from __future__ import annotations
 
 HOW = """\
 - **Configuration.** As the README recommends: `WEB_CONCURRENCY=2` gevent workers
-  (`app.server.DeadlineWorker`, the defaults of `gunicorn.conf.py`), Redis with AOF, and the worker as the
+  (`app.server.DeadlineWorker`, a listening socket each: `reuse_port`; the defaults of
+  `gunicorn.conf.py`), Redis with AOF, and the worker as the
   Procfile runs it (`python -m worker`: an `rq.SimpleWorker` subclass running up to `WORKER_CONCURRENCY`
   jobs at once in pooled threads, plus the sweeper and lease threads); gunicorn with
   `preload_app = True`; redis-py with `hiredis` (requirements.txt).
