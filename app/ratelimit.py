@@ -35,8 +35,9 @@ KEY_PREFIX = PREFIX + "rl:"
 ADDRESS_LIMITED = frozenset({"sessions.read_session", "sessions.submit_token", "sessions.cancel_session"})
 SESSION_LIMITED = frozenset({"sessions.submit_token"})
 
-# KEYS: address counter, session counter ('' when the request does not count against a session).
-# ARGV: address limit, session limit (0: off), window ms.
+# KEYS: address counter, session counter (the address counter again when the request does not count
+# against a session: every key a script names must be one the web's ACL user may touch).
+# ARGV: address limit, session limit (0: off), window ms, '1' when the session counter counts.
 # Returns {0, 0} when allowed, else {1 (address) or 2 (session), ms until that window ends}.
 _CHECK = """
 local function hit(key, window)
@@ -55,7 +56,7 @@ if address_limit > 0 then
   if n > address_limit then return {1, ttl} end
 end
 local session_limit = tonumber(ARGV[2])
-if session_limit > 0 and KEYS[2] ~= '' then
+if session_limit > 0 and ARGV[4] == '1' then
   local n, ttl = hit(KEYS[2], window)
   if n > session_limit then return {2, ttl} end
 end
@@ -95,11 +96,14 @@ def register_rate_limits(app: Flask) -> None:
             and principal.opens_session
             and 0 < len(session_id) <= MAX_SESSION_ID_LENGTH
         )
-        keys = [
-            address_key(request.remote_addr or "unknown"),
-            session_counter_key(session_id) if counted else "",
+        address = address_key(request.remote_addr or "unknown")
+        keys = [address, session_counter_key(session_id) if counted else address]
+        args = [
+            settings.rate_limit_per_minute,
+            settings.session_rate_limit_per_minute,
+            WINDOW_MS,
+            "1" if counted else "0",
         ]
-        args = [settings.rate_limit_per_minute, settings.session_rate_limit_per_minute, WINDOW_MS]
         exceeded, wait_ms = script(keys=keys, args=args)
         if exceeded:
             which = "this client address" if exceeded == 1 else "this session"

@@ -10,13 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 from redis import Redis
 from redis.exceptions import RedisError
+
+from mfa import acl
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -147,11 +149,16 @@ def start_redis(
     appendonly: bool = False,
     name: str = "redis",
     port_variable: str = "the port",
+    passwords: Mapping[str, str] | None = None,
+    admin_password: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Proc:
     """A real redis-server on 127.0.0.1; with `appendonly`, AOF fsync'd every write (as in compose).
 
-    The server that answers must be the one started here (INFO's process_id), never another that
-    already held the port."""
+    With `passwords` (role -> password, mfa/acl.py), the server gets the service's ACL users and its
+    `default` user is given `admin_password`: proc.url then logs in as that administrator, and
+    proc.extra["urls"][role] as each role. The server that answers must be the one started here (INFO's
+    process_id), never another that already held the port."""
     if port:
         ensure_free(port, port_variable)
     port = port or free_port()
@@ -174,6 +181,7 @@ def start_redis(
         "no",
         "--protected-mode",
         "yes",
+        *extra_args,
     ]
     proc = spawn(name, argv, log_dir)
     proc.port, proc.url = port, f"redis://127.0.0.1:{port}/0"
@@ -187,6 +195,13 @@ def start_redis(
     if int(client.info("server")["process_id"]) != proc.popen.pid:
         proc.stop()
         raise PortTaken(port, port_variable)
+    if passwords:
+        acl.install(client, passwords, admin_password)
+        proc.url = f"redis://default:{admin_password}@127.0.0.1:{port}/0" if admin_password else ""
+        proc.extra["urls"] = {
+            role: f"redis://{acl.USERS[role].name}:{password}@127.0.0.1:{port}/0"
+            for role, password in passwords.items()
+        }
     client.close()
     return proc
 

@@ -18,6 +18,25 @@ def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """host:port,host:port as pairs; a malformed entry stops start-up naming the variable."""
+    found = []
+    for entry in _split(raw):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: {entry!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
+def _file(env: Mapping[str, str], name: str) -> str:
+    """A path that must name a readable file when set (a typo should stop start-up, not the first connect)."""
+    path = env.get(name, "").strip()
+    if path and not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}: cannot read {path}")
+    return path
+
+
 def _links_enabled(env: Mapping[str, str]) -> bool:
     """LINKS_ENABLED: true, false, or auto (the default: on exactly when CREDENTIALS_KEY is set)."""
     raw = env.get("LINKS_ENABLED", "auto").strip().lower() or "auto"
@@ -34,7 +53,7 @@ def _links_enabled(env: Mapping[str, str]) -> bool:
 class Settings:
     """Every knob of the web and worker processes; see the README's configuration table."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may carry a password
     api_keys: tuple[str, ...] = ()
     belvo_base_url: str = ""
     belvo_secret_id: str = ""
@@ -58,6 +77,15 @@ class Settings:
     call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    # Redis beyond REDIS_URL: Sentinel, TLS files, and the replicas a submission waits for (README).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_username: str = ""
+    redis_sentinel_password: str = field(default="", repr=False)
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,7 +129,31 @@ class Settings:
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
-        )
+            redis_sentinels=_addresses("REDIS_SENTINELS", env.get("REDIS_SENTINELS", "")),
+            redis_sentinel_username=env.get("REDIS_SENTINEL_USERNAME", "").strip(),
+            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD", ""),
+            redis_tls_ca_file=_file(env, "REDIS_TLS_CA_FILE"),
+            redis_tls_cert_file=_file(env, "REDIS_TLS_CERT_FILE"),
+            redis_tls_key_file=_file(env, "REDIS_TLS_KEY_FILE"),
+            redis_wait_replicas=int(number("REDIS_WAIT_REPLICAS", 0, int)),
+            redis_wait_timeout_ms=int(number("REDIS_WAIT_TIMEOUT_MS", 500, int, minimum=1)),
+        ).require_redis()
+
+    def require_redis(self) -> Settings:
+        """Fail start-up on a Redis configuration that cannot work (checked for every process)."""
+        scheme = self.redis_url.partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {scheme}://")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ConfigError(
+                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together (the client certificate)"
+            )
+        tls_files = self.redis_tls_ca_file or self.redis_tls_cert_file
+        if tls_files and scheme != "rediss":
+            raise ConfigError("REDIS_TLS_* files are set but REDIS_URL is not rediss://")
+        if self.redis_sentinels and scheme == "unix":
+            raise ConfigError("REDIS_SENTINELS needs REDIS_URL=redis://[user:password@]SERVICE[/db]")
+        return self
 
     def require_credentials_key(self) -> Settings:
         """Fail start-up when /v1/links is on without a usable Fernet key for bank credentials."""

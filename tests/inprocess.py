@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from redis import Redis
 from rq import Queue, SimpleWorker
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
@@ -24,6 +23,7 @@ from werkzeug.test import TestResponse
 import sandbox as sandbox_app
 from app import create_app
 from mfa.clock import now_ms
+from mfa.connections import Role, connect
 from mfa.settings import Settings
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
@@ -48,9 +48,11 @@ class Reply:
 
 
 class JobRunner:
-    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker."""
+    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker,
+    connected as the worker process connects (its own ACL user)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings) -> None:
+        redis = connect(settings, Role.WORKER)
         self.redis = redis
         self.runner = runtime.build_runner(settings, redis)
         runtime.install(self.runner)
@@ -90,11 +92,16 @@ class InProcessApi(Api):
 
 
 def service_api(
-    env: Mapping[str, str], redis: Redis | None = None, api_key: str | None = None
+    env: Mapping[str, str], worker_redis_url: str | None = None, api_key: str | None = None
 ) -> InProcessApi:
-    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too."""
+    """The app built from `env` (create_app, as gunicorn builds it); with `worker_redis_url`, its jobs run
+    here too, on that Redis URL (the worker's credentials)."""
     app = create_app(dict(env))
-    jobs = JobRunner(Settings.from_env(dict(env)), redis) if redis is not None else None
+    jobs = (
+        JobRunner(Settings.from_env({**env, "REDIS_URL": worker_redis_url}))
+        if worker_redis_url is not None
+        else None
+    )
     api = InProcessApi(BASE, app=app, jobs=jobs)
     return api.as_key(api_key) if api_key else api  # type: ignore[return-value]
 

@@ -21,7 +21,16 @@ from redis import Redis
 
 from devstack.processes import Proc, children, start_redis, start_sandbox, start_web, start_worker, wait_for
 from mfa.keys import session_key
-from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, SERVICE_ENV, Api, Sandbox, first
+from tests.support import (
+    BELVO_SECRET_ID,
+    BELVO_SECRET_PASSWORD,
+    REDIS_ADMIN_PASSWORD,
+    REDIS_PASSWORDS,
+    SERVICE_ENV,
+    Api,
+    Sandbox,
+    first,
+)
 
 
 def descendants(pid: int) -> list[int]:
@@ -50,11 +59,12 @@ class Stack:
     def __init__(self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack) -> None:
         self.root, self.logs, self._exits = root, root / "logs", exits
         self._procs: list[Proc] = []
-        self.redis_proc = self._owned(start_redis(root / "redis", self.logs, appendonly=True))
+        self.redis_proc = self._owned(self._start_redis())
         self.sandbox_proc = self._owned(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
+        # The web's settings; a worker gets the same with its own credentials (worker_env).
         self.env = {
             **SERVICE_ENV,
-            "REDIS_URL": self.redis_proc.url,
+            "REDIS_URL": self.redis_proc.extra["urls"]["web"],
             "BELVO_BASE_URL": self.sandbox_proc.url,
             **env,
         }
@@ -64,6 +74,24 @@ class Stack:
         self.workers: list[Proc] = []
         self.web: Proc | None = None
         self.api: Api | None = None
+
+    def _start_redis(self, port: int = 0) -> Proc:
+        """Redis with the service's ACL users (AOF on): proc.url is the tests' administrator login."""
+        return start_redis(
+            self.root / "redis",
+            self.logs,
+            port=port,
+            appendonly=True,
+            passwords=REDIS_PASSWORDS,
+            admin_password=REDIS_ADMIN_PASSWORD,
+        )
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """A worker's settings: the web's, logged in as the worker's ACL user."""
+        if self.env["REDIS_URL"] != self.redis_proc.extra["urls"]["web"]:
+            return self.env  # a test pointed the stack at a Redis of its own
+        return {**self.env, "REDIS_URL": self.redis_proc.extra["urls"]["worker"]}
 
     def _owned(self, proc: Proc) -> Proc:
         self._exits.callback(proc.stop)
@@ -82,7 +110,7 @@ class Stack:
         return self.api
 
     def start_worker(self) -> Proc:
-        proc = self._owned(start_worker(self.env, self.logs, name=f"worker{len(self.workers) + 1}"))
+        proc = self._owned(start_worker(self.worker_env, self.logs, name=f"worker{len(self.workers) + 1}"))
         self.workers.append(proc)
         return proc
 
@@ -116,8 +144,7 @@ class Stack:
 
     def restart_redis(self) -> None:
         """A new redis-server on the same port and data directory, so clients reconnect by themselves."""
-        port = self.redis_proc.port
-        self.redis_proc = self._owned(start_redis(self.root / "redis", self.logs, port=port, appendonly=True))
+        self.redis_proc = self._owned(self._start_redis(port=self.redis_proc.port))
 
     def submitted(self, token: str = "111111", **pause: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A fresh Belvo pause, stored through the API and answered with `token` (202 asserted)."""

@@ -22,6 +22,17 @@ BELVO_SECRET_ID = "sandbox-secret-id"
 CREDENTIALS_KEY = "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
 
+# Every test Redis runs with the service's ACL users (mfa/acl.py): the web and the worker log in as their
+# own users, so a command the code sends without a grant fails the suite. The tests' own clients log in
+# as the `default` user, an administrator with this password; no client gets in without one.
+REDIS_PASSWORDS = {
+    "web": "test-redis-web-password-0123456789",
+    "worker": "test-redis-worker-password-0123456789",
+    "replica": "test-redis-replica-password-0123456789",
+    "sentinel": "test-redis-sentinel-password-0123456789",
+}
+REDIS_ADMIN_PASSWORD = "test-redis-admin-password-0123456789"
+
 # The service's settings in every test stack, in-process or real processes: short timings, so faults
 # end quickly; no rate limits, so bursts measure the state machine only. Stacks add REDIS_URL and
 # BELVO_BASE_URL, and a test overrides what it is about.

@@ -25,7 +25,7 @@ def test_a_worker_that_resumes_a_session_never_imports_flask(stack: Stack) -> No
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "worker", "--burst"],
         cwd=ROOT,
-        env={**os.environ, **stack.env},
+        env={**os.environ, **stack.worker_env},
         capture_output=True,
         text=True,
         timeout=60,
