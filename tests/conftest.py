@@ -14,7 +14,7 @@ from redis import Redis
 
 from devstack.processes import Proc, start_redis
 from tests.inprocess import InProcessApi, sandbox_in_thread, service_api
-from tests.support import REDIS_ADMIN_PASSWORD, REDIS_PASSWORDS, SERVICE_ENV, Sandbox
+from tests.support import REDIS_ADMIN_PASSWORD, REDIS_PASSWORDS, SERVICE_ENV, Sandbox, assert_no_acl_denials
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 def sandbox_url() -> Iterator[str]:
     with sandbox_in_thread() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def no_acl_denials(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the fast tier's Redis leaves no ACL denial behind: the web and the worker were
+    granted every command they sent, even those whose errors the code would swallow."""
+    yield
+    if "redis_server" in request.fixturenames:
+        assert_no_acl_denials(Redis.from_url(request.getfixturevalue("redis_server").url))
 
 
 @pytest.fixture

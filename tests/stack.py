@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from devstack.processes import Proc, children, start_redis, start_sandbox, start_web, start_worker, wait_for
 from mfa.keys import session_key
@@ -29,6 +30,7 @@ from tests.support import (
     SERVICE_ENV,
     Api,
     Sandbox,
+    acl_denials,
     first,
 )
 
@@ -189,6 +191,10 @@ def build_stack(
             stack.start_worker()
         try:
             yield stack
+            denied: list[dict[str, Any]] = []
+            with contextlib.suppress(OSError, RedisError):  # a test may leave Redis down
+                denied = acl_denials(stack.redis)
+            assert not denied, f"ACL users were refused: {denied}"
         finally:
             stack.signal_stop()
 

@@ -188,3 +188,19 @@ def inflated(values: list[bytes | None]) -> list[bytes]:
         except zlib.error:
             pass
     return out
+
+
+def acl_denials(admin: Redis) -> list[dict[str, Any]]:
+    """Redis's ACL LOG of refused commands, keys and channels (failed logins left out), then emptied."""
+    entries = admin.acl_log()
+    admin.acl_log_reset()
+    return [entry for entry in entries if entry.get("reason") != "auth"]
+
+
+def assert_no_acl_denials(admin: Redis) -> None:
+    """Fail, naming each refused command, if any ACL user was refused anything."""
+    try:
+        denied = acl_denials(admin)
+    finally:
+        admin.close()
+    assert not denied, [(e.get("username"), e.get("object"), e.get("reason")) for e in denied]
