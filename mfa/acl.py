@@ -6,12 +6,12 @@ a job), so Redis answers only these users, each with the commands and keys its c
   mfa-web       the web processes: read sessions, run the transitions a request makes, enqueue a job
                 (RQ's enqueue, inside our MULTI), idempotency records, rate-limit counters, publish changes
   mfa-worker    the worker processes: all of the web's, plus RQ's worker (dequeue, registries, its own
-                registration, CLIENT SETNAME/INFO, INFO), stream consumer groups and subscriptions
+                registration, CLIENT SETNAME/INFO), stream consumer groups and subscriptions
   mfa-replica   a replica's link to its primary (masteruser); replication commands only
   mfa-sentinel  Sentinel's link to each server (sentinel auth-user); the commands Redis's docs list for it
 
-Only the worker may take a job off a queue, touch a worker's registration or a job registry, read INFO or
-set client names: `tests/test_acl.py` proves the web's credential is refused each of these. Every test
+Only the worker may take a job off a queue, touch a worker's registration or a job registry, or name its
+connection: `tests/test_acl.py` proves the web's credential is refused each of these. Every test
 stack runs with these users, so a command the code starts to send fails the suite until it is added here
 (in the list of the role that sends it, with the code that sends it). Rules keep to what Redis 6.2 reads.
 
@@ -81,6 +81,7 @@ _SESSIONS = (
     "xlen",
     "publish",  # mfa:changed
     "wait",  # REDIS_WAIT_REPLICAS (mfa/durability.py)
+    "info",  # RQ reads the server's version, once per client, when it first enqueues or dequeues
 )
 # The web only: live status follows mfa:changed.
 _WEB_ONLY = ("subscribe", "unsubscribe", "psubscribe", "punsubscribe", "xread")
@@ -101,7 +102,6 @@ _WORKER_ONLY = (
     "zremrangebyscore",
     "zremrangebyrank",
     "hincrbyfloat",
-    "info",  # RQ reads the server version
     "client|setname",  # RQ names the worker's connection
     "client|info",
     "client|list",  # RQ's fallback where CLIENT INFO is missing

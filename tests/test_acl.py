@@ -42,7 +42,7 @@ def as_role(redis_server: Proc, redis: Redis) -> Iterator[Callable[[str], Redis]
 
 
 # What only the worker does: take jobs, keep RQ's registries and its own registration, name its
-# connection, read INFO, listen on RQ's command channel. Lua cannot widen a grant: scripts are checked too.
+# connection, listen on RQ's command channel. Lua cannot widen a grant: scripts are checked too.
 WORKER_ONLY = {
     "dequeue a job": lambda r: r.lmove(f"rq:queue:{QUEUE}", "rq:intermediate", "LEFT", "RIGHT"),
     "pop a job": lambda r: r.lpop(f"rq:queue:{QUEUE}"),
@@ -50,7 +50,6 @@ WORKER_ONLY = {
     "register as a worker": lambda r: r.hset("rq:worker:intruder", "state", "idle"),
     "list the workers": lambda r: r.smembers("rq:workers"),
     "fill a job registry": lambda r: r.zadd(f"rq:wip:{QUEUE}", {"job": 1}),
-    "read INFO": lambda r: r.info(),
     "name its connection": lambda r: r.client_setname("intruder"),
     "list the clients": lambda r: r.client_list(),
     "pop a job from a script": lambda r: r.eval("return redis.call('LPOP', KEYS[1])", 1, f"rq:queue:{QUEUE}"),
@@ -65,7 +64,7 @@ NOBODY = {
     "touch a key outside the service's": lambda r: r.set("other-app:key", "1"),
     "read the users": lambda r: r.acl_list(),
     "make the server a replica": lambda r: r.execute_command("REPLICAOF", "127.0.0.1", "1"),
-    "run DEBUG": lambda r: r.execute_command("DEBUG", "SLEEP", "0"),
+    "change the configuration": lambda r: r.config_set("slowlog-max-len", "128"),
     "switch the database": lambda r: r.execute_command("SELECT", "1"),
 }
 
