@@ -18,6 +18,9 @@ max_requests_jitter = 1000
 # importing Flask, pydantic and the app again while serving. Nothing connects at import (the Redis
 # pool opens sockets on first use, per process), so forking after it is safe.
 preload_app = True
+# No control socket (gunicornc): gunicorn would create it under $HOME/.gunicorn, which the image's user
+# cannot write (and every gunicorn on a host would share one path). Signals still manage the master.
+control_socket_disable = True
 # Access log lines carry method, path, status and timing; no headers, so no credentials.
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "1") == "1" else None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
