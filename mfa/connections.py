@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis import Redis
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -33,9 +34,14 @@ class Role(str, Enum):
 
 
 def _role_options(role: Role) -> dict[str, Any]:
-    # No CLIENT SETINFO on connect: the ACL users (mfa/acl.py) are not granted it, since Redis before 7.2
-    # has no such command and refuses a rule that names it.
-    common: dict[str, Any] = {"health_check_interval": 30, "driver_info": None}
+    # No CLIENT SETINFO nor CLIENT MAINT_NOTIFICATIONS on connect: the ACL users (mfa/acl.py) are not
+    # granted CLIENT (Redis before 7.2 has neither subcommand and refuses a rule that names one), and
+    # maintenance notifications are a managed-cloud feature this service does not use.
+    common: dict[str, Any] = {
+        "health_check_interval": 30,
+        "driver_info": None,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
     if role is Role.WEB:
         return {**common, "socket_connect_timeout": 1, "socket_timeout": 5, "retry": Retry(NoBackoff(), 1)}
     if role is Role.WORKER:
