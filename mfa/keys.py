@@ -11,6 +11,7 @@
                       fields the record as it was then (mfa.session.SNAPSHOT_EXCLUDED left out); it
                       expires with the record. Each entry is announced on the channel mfa:changed
                       ("{id} {version}"), so any web process can follow any session.
+  mfa:ack             written before each WAIT, so WAIT covers what its connection wrote (mfa/replicas.py)
   mfa:idem:*          Idempotency-Key records (app/idempotency.py)
   mfa:rl:*            rate-limit counters (app/ratelimit.py)
 
@@ -27,6 +28,7 @@ LEASES_ZSET = PREFIX + "leases"
 RETRIES_ZSET = PREFIX + "retries"
 BELVO_PREFIX = PREFIX + "belvo:"
 CHANGES_CHANNEL = PREFIX + "changed"
+ACK_KEY = PREFIX + "ack"
 
 
 def session_key(session_id: str) -> str:

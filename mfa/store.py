@@ -41,6 +41,7 @@ from mfa.keys import (
     token_key,
 )
 from mfa.pause import TokenRequired
+from mfa.replicas import ReplicaAck
 from mfa.scripts import Transitions
 from mfa.session import (
     EVENTS_KEPT,
@@ -82,10 +83,13 @@ class Claim:
 class SessionStore:
     """Reads sessions and moves them between statuses, atomically; enqueues jobs through `dispatcher`."""
 
-    def __init__(self, redis: Redis, retention_seconds: int, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, redis: Redis, retention_seconds: int, dispatcher: Dispatcher, ack: ReplicaAck | None = None
+    ) -> None:
         self.redis = redis
         self.retention_ms = retention_seconds * 1000
         self.dispatcher = dispatcher
+        self.ack = ack  # submissions and cancels wait for replicas before they return (mfa/replicas.py)
         self._t = Transitions(redis)
 
     @classmethod
@@ -96,7 +100,12 @@ class SessionStore:
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             failure_ttl_seconds=settings.session_retention_seconds,
         )
-        return cls(redis, settings.session_retention_seconds, dispatcher)
+        ack = (
+            ReplicaAck(settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
+            if settings.redis_wait_replicas
+            else None
+        )
+        return cls(redis, settings.session_retention_seconds, dispatcher, ack)
 
     def _common(self, session_id: str, now_ms: int) -> dict[str, Any]:
         return {"id": session_id, "now": now_ms, "retention": self.retention_ms}
@@ -197,6 +206,8 @@ class SessionStore:
                     self._emit(pipe, submitted, now_ms)
                     self.dispatcher.enqueue(pipe, submitted, now_ms=now_ms)
                     pipe.execute()
+                    if self.ack is not None:
+                        self.ack.confirm(self.redis)
                     return submitted
                 except WatchError:
                     continue
@@ -235,6 +246,8 @@ class SessionStore:
             raise SessionNotFound(session_id)
         if status != "ok":
             raise SessionNotAwaitingToken(SessionStatus(status))
+        if self.ack is not None:
+            self.ack.confirm(self.redis)
         return self.get(session_id)
 
     def expire_due(self, session_id: str, now_ms: int) -> str | None:
