@@ -19,6 +19,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from mfa import acl
+from mfa.connections import Role, connect
+from mfa.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -42,6 +44,8 @@ class PortTaken(RuntimeError):
 def ensure_free(port: int, variable: str) -> None:
     """PortTaken unless `port` can be bound on 127.0.0.1 now (nothing listens there)."""
     with socket.socket() as s:
+        # As a server binds: connections of a process that just died (TIME_WAIT) do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -285,7 +289,7 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
     worker_name = f"{name}-{time.monotonic_ns()}"
     proc = spawn(name, [PYTHON, "-m", "worker", "--name", worker_name], log_dir, env)
     proc.extra["worker_name"] = worker_name
-    client = Redis.from_url(env["REDIS_URL"])
+    client = connect(Settings.from_env(env), Role.SWEEPER)  # as the worker connects (Sentinel included)
 
     def registered() -> bool:
         _check_alive(proc)
@@ -294,5 +298,56 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
         )
 
     wait_for(registered, 30, f"RQ worker {worker_name} to register")
+    client.close()
+    return proc
+
+
+def start_sentinel(
+    data_dir: Path,
+    log_dir: Path,
+    primary_port: int,
+    service: str,
+    *,
+    quorum: int = 2,
+    down_after_ms: int = 1000,
+    failover_timeout_ms: int = 5000,
+    auth_user: str = "",
+    auth_password: str = "",
+    password: str = "",
+    name: str = "sentinel",
+) -> Proc:
+    """A Redis Sentinel (redis-server --sentinel) watching the primary on `primary_port` as `service`.
+
+    It logs in to the servers as `auth_user`, and with `password` clients (and the other sentinels)
+    must log in to it. Its configuration file lives in `data_dir`, since Sentinel rewrites it."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {data_dir}",
+        f"sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}",
+        f"sentinel down-after-milliseconds {service} {down_after_ms}",
+        f"sentinel failover-timeout {service} {failover_timeout_ms}",
+        f"sentinel parallel-syncs {service} 1",
+    ]
+    if auth_user:
+        lines += [
+            f"sentinel auth-user {service} {auth_user}",
+            f"sentinel auth-pass {service} {auth_password}",
+        ]
+    if password:
+        lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+    config = data_dir / "sentinel.conf"
+    config.write_text("\n".join(lines) + "\n")
+    proc = spawn(name, [redis_executable(), str(config), "--sentinel"], log_dir)
+    proc.port, proc.url = port, f"redis://127.0.0.1:{port}"
+    client = Redis(port=port, password=password or None, socket_connect_timeout=0.5, socket_timeout=2)
+
+    def watching() -> bool:
+        _check_alive(proc)
+        return client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service) is not None
+
+    wait_for(watching, 20, f"sentinel on port {port} to watch {service}")
     client.close()
     return proc

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from devstack.processes import Proc, children, start_redis, start_sandbox, start_web, start_worker, wait_for
 from mfa.keys import session_key
+from tests.sentinels import SentinelGroup
 from tests.support import (
     BELVO_SECRET_ID,
     BELVO_SECRET_PASSWORD,
@@ -58,20 +59,30 @@ def process_gone(pid: int) -> bool:
 class Stack:
     """The processes of one stack and clients for each; built by `build_stack`."""
 
-    def __init__(self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack) -> None:
+    def __init__(
+        self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack, sentinel: bool = False
+    ) -> None:
         self.root, self.logs, self._exits = root, root / "logs", exits
         self._procs: list[Proc] = []
-        self.redis_proc = self._owned(self._start_redis())
+        self.group: SentinelGroup | None = None
+        if sentinel:
+            self.group = SentinelGroup(root, self.logs, self._owned)
+            exits.callback(self.group.close)
+            self._stores = self.group.procs
+            self.role_env = {role: self.group.env(role) for role in ("web", "worker")}
+            self.redis = self.group.admin
+        else:
+            self.redis_proc = self._owned(self._start_redis())
+            self._stores = lambda: [self.redis_proc]
+            self.role_env = {
+                role: {"REDIS_URL": self.redis_proc.extra["urls"][role]} for role in ("web", "worker")
+            }
+            self.redis = Redis.from_url(self.redis_proc.url, socket_connect_timeout=1, socket_timeout=5)
+            exits.callback(self.redis.close)
         self.sandbox_proc = self._owned(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
-        # The web's settings; a worker gets the same with its own credentials (worker_env).
-        self.env = {
-            **SERVICE_ENV,
-            "REDIS_URL": self.redis_proc.extra["urls"]["web"],
-            "BELVO_BASE_URL": self.sandbox_proc.url,
-            **env,
-        }
-        self.redis = Redis.from_url(self.redis_proc.url, socket_connect_timeout=1, socket_timeout=5)
-        exits.callback(self.redis.close)
+        self._test_env = dict(env)
+        # The web's settings; a worker's are the same with its own credentials (worker_env).
+        self.env = {**SERVICE_ENV, **self.role_env["web"], "BELVO_BASE_URL": self.sandbox_proc.url, **env}
         self.sandbox = Sandbox(self.sandbox_proc.url)
         self.workers: list[Proc] = []
         self.web: Proc | None = None
@@ -90,10 +101,8 @@ class Stack:
 
     @property
     def worker_env(self) -> dict[str, str]:
-        """A worker's settings: the web's, logged in as the worker's ACL user."""
-        if self.env["REDIS_URL"] != self.redis_proc.extra["urls"]["web"]:
-            return self.env  # a test pointed the stack at a Redis of its own
-        return {**self.env, "REDIS_URL": self.redis_proc.extra["urls"]["worker"]}
+        """A worker's settings: the web's, logged in as the worker's ACL user (a test's own env wins)."""
+        return {**self.env, **self.role_env["worker"], **self._test_env}
 
     def _owned(self, proc: Proc) -> Proc:
         self._exits.callback(proc.stop)
@@ -102,8 +111,9 @@ class Stack:
 
     def signal_stop(self) -> None:
         """SIGTERM to every process but Redis at once, so their shutdowns overlap (stop() then waits)."""
+        stores = self._stores()
         for proc in self._procs:
-            if proc is not self.redis_proc and proc.alive:
+            if proc not in stores and proc.alive:
                 proc.signal(signal.SIGTERM)
 
     def start_web(self, workers: int = 1) -> Api:
@@ -181,11 +191,17 @@ class Stack:
 
 @contextlib.contextmanager
 def build_stack(
-    root: Path, env: Mapping[str, str] | None = None, *, web_workers: int = 1, workers: int = 0
+    root: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    web_workers: int = 1,
+    workers: int = 0,
+    sentinel: bool = False,
 ) -> Iterator[Stack]:
-    """Redis (AOF on), the sandbox, gunicorn with `web_workers` processes and `workers` RQ workers."""
+    """Redis (AOF on, the ACL users), the sandbox, gunicorn with `web_workers` processes and `workers` RQ
+    workers; with `sentinel`, Redis is a primary, a replica and three sentinels (tests/sentinels.py)."""
     with contextlib.ExitStack() as exits:
-        stack = Stack(root, env or {}, exits)
+        stack = Stack(root, env or {}, exits, sentinel)
         stack.start_web(web_workers)
         for _ in range(workers):
             stack.start_worker()
