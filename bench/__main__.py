@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import figures as fig
+from bench.ack import ack_figures, measure_ack
 from bench.dispatch import measure_dispatch
 from bench.http import measure_http
 from bench.load import BenchSetupError, ensure_wrk
@@ -26,7 +27,7 @@ from bench.stack import WEB_THREADS, WEB_WORKERS, running, service_env
 from bench.throughput import measure_throughput
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("http", "dispatch", "throughput", "memory")
+PHASES = ("http", "dispatch", "throughput", "memory", "ack")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Plan:
     dispatch_samples: int = 200
     workers: tuple[int, ...] = (1, 4, 16)
     memory_counts: tuple[int, ...] = (10_000, 100_000)
+    ack_samples: int = 300
 
 
 QUICK = Plan(
@@ -47,6 +49,7 @@ QUICK = Plan(
     dispatch_samples=30,
     workers=(1, 4),
     memory_counts=(1_000, 10_000),
+    ack_samples=40,
 )
 
 
@@ -99,6 +102,12 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             _phase("Redis memory per waiting session", started)
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]
             result.figures += fig.memory_figures(result.memory)
+        if "ack" in phases:
+            _phase("token POST with REDIS_WAIT_REPLICAS=1 vs off, one replica", started)
+            ack = measure_ack(stack, redis, sandbox, samples=plan.ack_samples)
+            figures = ack_figures(ack)
+            print(f"  p50 {figures[0].value} ms with the acknowledgement, {figures[0].baseline} ms without")
+            result.figures += figures
     result.params = {
         "web": f"{WEB_WORKERS} workers x {WEB_THREADS} gthread threads",
         "conns": plan.conns,
