@@ -34,6 +34,7 @@ from mfa.logs import configure_logging
 from mfa.settings import Settings
 from mfa.store import SessionStore
 from worker import runtime
+from worker.stranded import requeue_stranded
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
@@ -103,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while True:
             name = args.name if restarts == 0 or not args.name else f"{args.name}-r{restarts}"
+            try:
+                stranded = requeue_stranded(queue)
+            except RedisError:
+                stranded = []  # Redis is not back yet: RQ's own loop waits for it
+            if stranded:
+                log.warning(
+                    "put back on the queue %d job(s) taken but never started: %s", len(stranded), stranded
+                )
             worker = ResumeWorker([queue], connection=redis, name=name, maintenance_interval=60)
             try:
                 worker.work(burst=args.burst, logging_level=settings.log_level)
