@@ -65,14 +65,15 @@ class Principal:
         return self.api_key or self.session is not None
 
 
-def _bearer() -> str | None:
+def bearer_credential() -> str | None:
+    """The request's Bearer credential, as sent (for keying, never for storing or logging)."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     credential = credential.strip()
     return credential if scheme.lower() == "bearer" and credential else None
 
 
 def _resolve(session_id: str | None) -> Principal:
-    credential = _bearer()
+    credential = bearer_credential()
     if credential is None:
         return Principal(credential=False, api_key=False, session_id=session_id)
     api_key = is_api_key(credential, services().settings.api_keys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, jsonify
 
 from app.auth import new_client_secret, require_api_key
@@ -11,7 +13,6 @@ from app.schemas import RegisterLinkBody, RetrievalBody, StartedSessionOut
 from app.services import services
 from app.validation import parse_body
 from mfa.clock import now_ms
-from mfa.sealing import CredentialVault
 from mfa.session import NewSession, SessionStatus
 
 bp = Blueprint("flows", __name__, url_prefix="/v1")
@@ -35,13 +36,14 @@ def _start(new: NewSession, secret: str) -> tuple[Response, int, dict[str, str]]
 )
 def register_link() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
-    settings = services().settings
-    if not settings.links_enabled:
+    svc = services()
+    settings = svc.settings
+    if not settings.links_enabled or not svc.secrets.seals:
         raise ApiError(
             404,
             "links_disabled",
             "Link registration is not enabled",
-            "Set CREDENTIALS_KEY (and LINKS_ENABLED) to let this service hold bank credentials.",
+            "Set the sealing keys (and LINKS_ENABLED) to let this service hold bank credentials.",
         )
     body = parse_body(RegisterLinkBody)
     secret, secret_hash = new_client_secret()
@@ -51,7 +53,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
         secret_hash=secret_hash,
         expiry_seconds=settings.call_deadline_seconds,
         external_ref=body.external_ref,
-        sealed_credentials=CredentialVault(settings.credentials_key).seal(body.belvo_fields()),
+        sealed_credentials=svc.secrets.store(json.dumps(body.belvo_fields(), separators=(",", ":")).encode()),
     )
     return _start(new, secret)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app
 from redis import Redis
 
 from mfa.connections import Role, connect
+from mfa.sealing import AtRest, Opener, Sealer
 from mfa.settings import Settings
 from mfa.store import SessionStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,12 +23,28 @@ class Services:
     settings: Settings
     redis: Redis
     store: SessionStore
+    # Seals what only the worker may open (MFA tokens, bank credentials): SEALING_PUBLIC_KEY.
+    secrets: AtRest
+    # Opens the results the worker sealed for API-key reads: RESULT_PRIVATE_KEYS.
+    results: AtRest
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Create clients; nothing connects until the first command."""
         redis = connect(settings, Role.WEB)
-        return cls(settings, redis, SessionStore.for_settings(settings, redis))
+        if not settings.sealing_public_key:
+            log.warning(
+                "no SEALING_PUBLIC_KEY / RESULT_PRIVATE_KEYS: MFA tokens are stored unsealed and /v1/links"
+                " is disabled (README, Sealing)"
+            )
+        public, private = settings.sealing_public_key, ",".join(settings.result_private_keys)
+        return cls(
+            settings,
+            redis,
+            SessionStore.for_settings(settings, redis),
+            secrets=AtRest(sealer=Sealer.from_text(public) if public else None),
+            results=AtRest(opener=Opener.from_text(private) if private else None),
+        )
 
 
 def services() -> Services:

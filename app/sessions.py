@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import replace
+
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import authorize_session, current_principal, new_client_secret, require_api_key
+from app.auth import (
+    authorize_session,
+    bearer_credential,
+    current_principal,
+    new_client_secret,
+    require_api_key,
+)
 from app.errors import ApiError
 from app.idempotency import run_idempotent
 from app.openapi import documented
@@ -12,9 +22,11 @@ from app.schemas import CreatedSessionOut, CreateSessionBody, SessionOut, TokenB
 from app.services import services
 from app.validation import parse_body, read_json
 from mfa.clock import now_ms
-from mfa.session import NewSession, SessionStatus
+from mfa.sealing import Unsealable
+from mfa.session import Audience, MfaSession, NewSession, SessionStatus
 
 bp = Blueprint("sessions", __name__, url_prefix="/v1/sessions")
+log = logging.getLogger(__name__)
 
 _SESSION_ERRORS = {401: None, 404: None, 429: None, 503: None}
 
@@ -59,7 +71,24 @@ def read_session(session_id: str) -> Response:
     now = now_ms()
     if session.reads_expired(now):
         services().store.expire_due(session_id, now)  # make what the reader sees durable
-    return jsonify(session.public(now, current_principal().audience))
+    audience = current_principal().audience
+    if audience is Audience.BACKEND and session.status is SessionStatus.SUCCEEDED:
+        session = with_result(session)
+    return jsonify(session.public(now, audience))
+
+
+def with_result(session: MfaSession) -> MfaSession:
+    """The session with Belvo's result in its outcome, opened from its own key: for API keys only."""
+    svc = services()
+    stored = svc.store.stored_result(session.id)
+    if stored is None or session.outcome is None:
+        return session
+    try:
+        result = json.loads(svc.results.read(stored))
+    except Unsealable as exc:  # a key missing from RESULT_PRIVATE_KEYS: the outcome shows without it
+        log.error("session %s: the stored result could not be opened: %s", session.id, exc)
+        return session
+    return replace(session, outcome={**session.outcome, "result": result})
 
 
 @bp.post("/<session_id>/token")
@@ -83,9 +112,12 @@ def submit_token(session_id: str) -> Response:
             errors=[{"field": "token", "message": "Field required", "type": "missing"}],
         )
 
+    # Sealed before it reaches Redis (and so the AOF): only the worker's private key opens it.
+    token = svc.secrets.store(body.token.encode()) if body.token and session.expects_user_input else None
+
     def submit() -> Response:
         now = now_ms()
-        submitted = svc.store.submit_token(session_id, body.token, now, seen=session)
+        submitted = svc.store.submit_token(session_id, token, now, seen=session)
         resp = jsonify(submitted.public(now, current_principal().audience))
         resp.status_code = 202
         return resp
@@ -95,6 +127,7 @@ def submit_token(session_id: str) -> Response:
         key=request.headers.get("Idempotency-Key"),
         scope=f"token:{session_id}",
         session_id=session_id,
+        credential=bearer_credential() or "",
         payload=payload if isinstance(payload, dict) else {},
         retention_seconds=svc.settings.idempotency_retention_seconds,
         handler=submit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import time
@@ -13,8 +14,10 @@ import requests
 from redis import Redis
 
 from devstack.processes import PYTHON, ROOT, Proc, free_port, spawn, start_redis, start_sandbox, wait_for
+from mfa.sealing import new_key_pair
+from mfa.settings import WEB_WITHHELD, WORKER_WITHHELD
 
-API_KEY = "bench-api-key-0123456789abcdef"
+API_KEY = "bench-api-key-0123456789abcdef-0123"  # API keys are at least 32 characters
 BELVO_SECRET_ID = "sandbox-secret-id"
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-bench"
 # gunicorn.conf.py's defaults, "what the benchmarks measured best on a 2-core host".
@@ -67,7 +70,7 @@ class Stack:
             "WEB_BIND_HOST": "127.0.0.1",
         }
         argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), app_spec]
-        proc = self.track(spawn(name, argv, self.logs, env))
+        proc = self.track(spawn(name, argv, self.logs, env, withheld=WEB_WITHHELD))
         proc.port, proc.url = port, f"http://127.0.0.1:{port}"
 
         def healthy() -> bool:
@@ -83,7 +86,8 @@ class Stack:
         procs = []
         for i in range(count):
             name = f"worker-{i}-{time.monotonic_ns()}"
-            proc = self.track(spawn(name, [PYTHON, "-m", "worker", "--name", name], self.logs, env))
+            argv = [PYTHON, "-m", "worker", "--name", name]
+            proc = self.track(spawn(name, argv, self.logs, env, withheld=WORKER_WITHHELD))
             proc.extra["worker_name"] = name
             procs.append(proc)
         client = Redis.from_url(env["REDIS_URL"])
@@ -118,11 +122,25 @@ def _stop_together(procs: list[Proc]) -> None:
             proc.popen.wait(5)
 
 
+@functools.cache
+def _sealing_keys() -> dict[str, str]:
+    """One pair each way per benchmark run (every stack's web and workers must share them)."""
+    sealing_private, sealing_public = new_key_pair()
+    result_private, result_public = new_key_pair()
+    return {
+        "SEALING_PUBLIC_KEY": sealing_public,
+        "SEALING_PRIVATE_KEYS": sealing_private,
+        "RESULT_PUBLIC_KEY": result_public,
+        "RESULT_PRIVATE_KEYS": result_private,
+    }
+
+
 def service_env(redis_url: str, sandbox_url: str) -> dict[str, str]:
     """The service's environment: production defaults, minus what would throttle or flood a benchmark."""
     return {
         "REDIS_URL": redis_url,
         "API_KEYS": API_KEY,
+        **_sealing_keys(),  # sealed as in production; each process gets its own half (spawn's withheld)
         "BELVO_BASE_URL": sandbox_url,
         "BELVO_SECRET_ID": BELVO_SECRET_ID,
         "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,

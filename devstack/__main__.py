@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
 from devstack.processes import ROOT, PortTaken, Proc, start_redis, start_sandbox, start_web, start_worker
+from mfa.sealing import new_key_pair
 
 VAR = ROOT / "var"
 
@@ -63,8 +62,10 @@ curl -s -H "Authorization: Bearer $CS" -H 'Content-Type: application/json' \\
      -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
      {url}/v1/sessions/$ID/token -d '{{"token": "111111"}}'
 
-# 4. Read the outcome: status succeeded, the link in outcome.result:
+# 4. The frontend sees the outcome (status succeeded); the backend's API key also sees Belvo's body,
+#    the link, in outcome.result:
 curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID
+curl -s {auth} {url}/v1/sessions/$ID
 {alt}
 Logs: {logs.relative_to(ROOT)}/*.log        Ctrl-C stops everything.
 """
@@ -77,8 +78,17 @@ def main() -> int:
     env = dict(os.environ)
     api_key = env.get("API_KEYS", "").split(",")[0].strip() or "dev_" + secrets.token_urlsafe(24)
     env.setdefault("API_KEYS", api_key)
-    # A key for this run only: bank credentials registered in development die with it.
-    env.setdefault("CREDENTIALS_KEY", Fernet.generate_key().decode())
+    # Sealing keys for this run only (each process gets its own half: devstack/processes.py): tokens,
+    # bank credentials and results sealed in development cannot be opened after it.
+    if not any(env.get(name) for name in ("SEALING_PUBLIC_KEY", "SEALING_PRIVATE_KEYS")):
+        sealing_private, sealing_public = new_key_pair()
+        result_private, result_public = new_key_pair()
+        env.update(
+            SEALING_PUBLIC_KEY=sealing_public,
+            SEALING_PRIVATE_KEYS=sealing_private,
+            RESULT_PUBLIC_KEY=result_public,
+            RESULT_PRIVATE_KEYS=result_private,
+        )
     worker_env: dict[str, str] = {}
     try:
         if not env.get("REDIS_URL"):

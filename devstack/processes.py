@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from mfa import acl
 from mfa.connections import Role, connect
-from mfa.settings import Settings
+from mfa.settings import WEB_WITHHELD, WORKER_WITHHELD, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -44,7 +44,8 @@ class PortTaken(RuntimeError):
 def ensure_free(port: int, variable: str) -> None:
     """PortTaken unless `port` can be bound on 127.0.0.1 now (nothing listens there)."""
     with socket.socket() as s:
-        # As a server binds: connections of a process that just died (TIME_WAIT) do not hold the port.
+        # As the servers themselves bind: connections of a server just killed, left in TIME_WAIT, do
+        # not hold the port, while a live listener still does (Linux refuses the bind then).
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
@@ -124,11 +125,19 @@ class Proc:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def spawn(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None) -> Proc:
-    """Start `argv` in its own process group, output to log_dir/name.log."""
+def spawn(
+    name: str,
+    argv: list[str],
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    withheld: frozenset[str] = frozenset(),
+) -> Proc:
+    """Start `argv` in its own process group, output to log_dir/name.log; `withheld` names variables
+    the process must not get, whether from `env` or from this process's own environment."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {key: value for key, value in full_env.items() if key not in withheld}
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
             argv,
@@ -258,7 +267,7 @@ def start_web(
     port = port or free_port()
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers), "WEB_BIND_HOST": "127.0.0.1"}
     argv = [PYTHON, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
-    proc = spawn(name, argv, log_dir, env)
+    proc = spawn(name, argv, log_dir, env, withheld=WEB_WITHHELD)  # the worker's secrets stay with it
     proc.port, proc.url = port, f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -287,7 +296,8 @@ def children(pid: int) -> list[int]:
 def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") -> Proc:
     """`python -m worker`, awaited until it is registered with RQ and listening."""
     worker_name = f"{name}-{time.monotonic_ns()}"
-    proc = spawn(name, [PYTHON, "-m", "worker", "--name", worker_name], log_dir, env)
+    argv = [PYTHON, "-m", "worker", "--name", worker_name]
+    proc = spawn(name, argv, log_dir, env, withheld=WORKER_WITHHELD)  # and the web's with the web
     proc.extra["worker_name"] = worker_name
     client = connect(Settings.from_env(env), Role.SWEEPER)  # as the worker connects (Sentinel included)
 

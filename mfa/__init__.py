@@ -10,6 +10,7 @@ dispatch    the web/worker contract: job names, and the Dispatcher that enqueues
 belvo       BelvoClient: Belvo's HTTP API
 outcomes    what each Belvo answer means for a step, and the retry policy
 steps       one upstream call for one step: claim, call, record
-sealing     bank credentials sealed at rest
+sealing     public-key sealing at rest: tokens and credentials for the worker, results for the web
+nesting     how deeply JSON may nest (request bodies, stored challenges)
 errors      the domain's named errors
 """

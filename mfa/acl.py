@@ -68,6 +68,8 @@ _SESSIONS = (
     "zrem",
     "zscore",
     "zrangebyscore",
+    "zrange",  # a session's Idempotency-Keys (app/idempotency.py)
+    "zremrangebyscore",
     "zcard",
     "rpush",  # RQ's enqueue
     "lpush",
@@ -97,9 +99,6 @@ _WORKER_ONLY = (
     "rename",
     "srem",
     "scard",
-    "zrange",
-    "zrem",
-    "zremrangebyscore",
     "zremrangebyrank",
     "hincrbyfloat",
     "client|setname",  # RQ names the worker's connection

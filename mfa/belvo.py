@@ -20,7 +20,7 @@ DataResource = Literal[
     "risk-insights",
 ]
 Resource = Literal["links", DataResource]  # nested Literals flatten: one enum, so errors name `resource`
-MAX_BODY_BYTES = 10 * 1024 * 1024  # a Belvo answer larger than this is not one we can store
+MAX_BODY_BYTES = 10 * 1024 * 1024  # the default read cap; the worker passes RESULT_MAX_BYTES
 
 
 class UpstreamUnavailable(Exception):
@@ -35,6 +35,7 @@ class UpstreamAnswer:
     body: Any
     is_json: bool
     retry_after: float | None = None
+    oversized: bool = False  # the body ran past the read cap: left unread, never half-parsed
 
 
 def resource_path(resource: str) -> str:
@@ -63,8 +64,10 @@ class BelvoClient:
         secret_password: str,
         timeout_seconds: float,
         http: requests.Session | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_body_bytes = max_body_bytes
         self._auth = (secret_id, secret_password)
         self.timeout = (min(timeout_seconds, 10.0), timeout_seconds)
         self.http = http or requests.Session()
@@ -116,15 +119,15 @@ class BelvoClient:
                 raw = bytearray()
                 for chunk in resp.iter_content(64 * 1024):
                     raw += chunk
-                    if len(raw) > MAX_BODY_BYTES:
-                        return UpstreamAnswer(resp.status_code, None, False)
+                    if len(raw) > self.max_body_bytes:
+                        return UpstreamAnswer(resp.status_code, None, False, oversized=True)
         except requests.Timeout:
             raise UpstreamUnavailable("timeout") from None
         except requests.RequestException as exc:
             raise UpstreamUnavailable(type(exc).__name__) from None
         try:
             parsed, is_json = json.loads(raw), True
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the parser's depth: not JSON
             parsed, is_json = None, False
         return UpstreamAnswer(
             resp.status_code, parsed, is_json, _retry_after(resp.headers.get("Retry-After"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -11,6 +12,9 @@ from mfa.pause import TokenRequired, first_of_list
 from mfa.session import OUTCOME_UNKNOWN
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# Belvo's error list is kept in the outcome (record and change log) only up to this size.
+MAX_ERRORS_BYTES = 8 * 1024
+RESULT_TOO_LARGE = "result_too_large"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,25 @@ def _errors(body: Any) -> list[Any] | None:
     return None
 
 
+def _kept_errors(errors: list[Any] | None) -> list[Any] | None:
+    # An error list larger than any Belvo sends is not kept whole: its first error's code still is.
+    if errors is not None and len(json.dumps(errors, separators=(",", ":"))) > MAX_ERRORS_BYTES:
+        return None
+    return errors
+
+
+def result_too_large(outcome: dict[str, Any], size: int | None = None) -> dict[str, Any]:
+    """A success whose body is not stored: the backend reads it from Belvo with the link and resource."""
+    seen = f" ({size} bytes)" if size is not None else ""
+    return {
+        **outcome,
+        "result": None,
+        "code": RESULT_TOO_LARGE,
+        "message": f"Belvo's answer{seen} is over RESULT_MAX_BYTES, so it is not stored;"
+        " read it from Belvo with the session's link and resource",
+    }
+
+
 def _outcome(
     answer: UpstreamAnswer | None, code: str | None, message: str | None, **extra: Any
 ) -> dict[str, Any]:
@@ -71,7 +94,7 @@ def _outcome(
         "http_status": answer.status if answer is not None else None,
         "code": code or first.get("code"),
         "message": message or first.get("message"),
-        "upstream_errors": errors,
+        "upstream_errors": _kept_errors(errors),
         "upstream_request_id": first.get("request_id"),
         **extra,
     }
@@ -100,6 +123,8 @@ def _decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
         return Decision(Verdict.RETRY, _outcome(None, "upstream_unavailable", "Belvo did not answer"))
     status = answer.status
     if status in (200, 201):
+        if answer.oversized:  # Belvo acted: a success, its body too large to read, let alone store
+            return Decision(Verdict.SUCCEEDED, result_too_large(_outcome(answer, None, None)))
         if not answer.is_json or not _well_formed_result(resource, answer.body):
             return Decision(
                 Verdict.FAILED,

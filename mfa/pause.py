@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
+
+from mfa.nesting import MAX_CHALLENGE_DEPTH, deeper_than
 
 # Belvo's example is 9600 s; a week bounds how long we hold anything for a session that never ends.
 MAX_EXPIRY_SECONDS = 7 * 24 * 3600
@@ -23,13 +33,21 @@ def _json_integer(value: Any) -> Any:
 
 
 class TokenGenerationData(BaseModel):
-    """Belvo's challenge; unknown fields are kept as given."""
+    """Belvo's challenge; unknown fields are kept as given, nested at most MAX_CHALLENGE_DEPTH deep."""
 
     model_config = ConfigDict(extra="allow")
     instructions: str | None = None
     type: str | None = None
     value: str | None = None
     expects_user_input: StrictBool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shallow(cls, data: Any) -> Any:
+        # It is stored, logged as a change and shown on every read: a bounded shape, whoever sent it.
+        if deeper_than(data, MAX_CHALLENGE_DEPTH):
+            raise ValueError(f"token_generation_data nests deeper than {MAX_CHALLENGE_DEPTH} levels")
+        return data
 
 
 class TokenRequired(BaseModel):

@@ -5,13 +5,32 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-from cryptography.fernet import Fernet
+from dataclasses import dataclass, fields, replace
+from urllib.parse import urlsplit, urlunsplit
 
 from mfa.errors import ConfigError
+from mfa.sealing import MalformedKey, parse_private_keys, parse_public_key
 
 __all__ = ["ConfigError", "Settings"]
+
+MIN_API_KEY_LENGTH = 32
+# Variables each process must not hold: the other's secrets (compose, make dev and every test stack
+# give each process only its own; start-up refuses the keys that would open the other's sealed data).
+WEB_WITHHELD = frozenset(
+    {"BELVO_SECRET_ID", "BELVO_SECRET_PASSWORD", "SEALING_PRIVATE_KEYS", "RESULT_PUBLIC_KEY"}
+)
+WORKER_WITHHELD = frozenset({"API_KEYS", "RESULT_PRIVATE_KEYS", "SEALING_PUBLIC_KEY"})
+# Shown as *** in a repr (a Redis URL shows with its password masked).
+SECRET_FIELDS = frozenset(
+    {
+        "api_keys",
+        "belvo_secret_id",
+        "belvo_secret_password",
+        "sealing_private_keys",
+        "result_private_keys",
+        "redis_sentinel_password",
+    }
+)
 
 
 def _split(raw: str) -> tuple[str, ...]:
@@ -38,10 +57,10 @@ def _file(env: Mapping[str, str], name: str) -> str:
 
 
 def _links_enabled(env: Mapping[str, str]) -> bool:
-    """LINKS_ENABLED: true, false, or auto (the default: on exactly when CREDENTIALS_KEY is set)."""
+    """LINKS_ENABLED: true, false, or auto (the default: on exactly when SEALING_PUBLIC_KEY is set)."""
     raw = env.get("LINKS_ENABLED", "auto").strip().lower() or "auto"
     if raw == "auto":
-        return bool(env.get("CREDENTIALS_KEY", "").strip())
+        return bool(env.get("SEALING_PUBLIC_KEY", "").strip())
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
@@ -49,15 +68,40 @@ def _links_enabled(env: Mapping[str, str]) -> bool:
     raise ConfigError(f"LINKS_ENABLED must be true, false or auto, got {raw!r}")
 
 
-@dataclass(frozen=True)
+def _keys(env: Mapping[str, str], name: str, private: bool) -> tuple[str, ...]:
+    """A key variable's texts, checked at start-up; the error names the variable, never its value."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    try:
+        if private:
+            parse_private_keys(raw)
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if "," in raw:
+            raise MalformedKey("one public key seals; give exactly one")
+        parse_public_key(raw)
+        return (raw,)
+    except MalformedKey as exc:
+        raise ConfigError(f"{name}: {exc} (python -m mfa.sealing makes keys)") from None
+
+
+def _masked_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Every knob of the web and worker processes; see the README's configuration table."""
 
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may carry a password
+    redis_url: str = "redis://127.0.0.1:6379/0"  # may carry a password: the repr masks it
     api_keys: tuple[str, ...] = ()
     belvo_base_url: str = ""
     belvo_secret_id: str = ""
-    belvo_secret_password: str = field(default="", repr=False)
+    belvo_secret_password: str = ""
     upstream_timeout_seconds: float = 60.0
     resume_max_attempts: int = 5
     resume_backoff_seconds: float = 1.0
@@ -72,7 +116,15 @@ class Settings:
     session_rate_limit_per_minute: int = 60
     # Reverse proxies in front of gunicorn that append X-Forwarded-For; 0 trusts no such header.
     trusted_proxy_count: int = 0
-    credentials_key: str = field(default="", repr=False)
+    auth_failure_limit_per_minute: int = 30
+    # Sealing keys (mfa/sealing.py): the web seals with sealing_public_key and opens results with
+    # result_private_keys; the worker opens with sealing_private_keys and seals results with
+    # result_public_key. Empty: that process stores those values unsealed (README, Sealing).
+    sealing_public_key: str = ""
+    sealing_private_keys: tuple[str, ...] = ()
+    result_public_key: str = ""
+    result_private_keys: tuple[str, ...] = ()
+    result_max_bytes: int = 1024 * 1024
     links_enabled: bool = False
     call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
@@ -80,7 +132,7 @@ class Settings:
     # Redis beyond REDIS_URL: Sentinel, TLS files, and the replicas a submission waits for (README).
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_username: str = ""
-    redis_sentinel_password: str = field(default="", repr=False)
+    redis_sentinel_password: str = ""
     redis_tls_ca_file: str = ""
     redis_tls_cert_file: str = ""
     redis_tls_key_file: str = ""
@@ -91,6 +143,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables (or the given mapping)."""
         env = os.environ if env is None else env
+        if env.get("CREDENTIALS_KEY", "").strip():
+            raise ConfigError(
+                "CREDENTIALS_KEY (Fernet) is replaced by public-key sealing: set SEALING_PUBLIC_KEY on the"
+                " web and SEALING_PRIVATE_KEYS on the worker (python -m mfa.sealing); unset CREDENTIALS_KEY"
+            )
 
         def number(name: str, default: float, kind: type[float] = float, minimum: float = 0) -> float:
             raw = env.get(name, "").strip()
@@ -124,7 +181,12 @@ class Settings:
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 1200, int)),
             session_rate_limit_per_minute=int(number("SESSION_RATE_LIMIT_PER_MINUTE", 60, int)),
             trusted_proxy_count=int(number("TRUSTED_PROXY_COUNT", 0, int)),
-            credentials_key=env.get("CREDENTIALS_KEY", "").strip(),
+            auth_failure_limit_per_minute=int(number("AUTH_FAILURE_LIMIT_PER_MINUTE", 30, int)),
+            sealing_public_key="".join(_keys(env, "SEALING_PUBLIC_KEY", private=False)),
+            sealing_private_keys=_keys(env, "SEALING_PRIVATE_KEYS", private=True),
+            result_public_key="".join(_keys(env, "RESULT_PUBLIC_KEY", private=False)),
+            result_private_keys=_keys(env, "RESULT_PRIVATE_KEYS", private=True),
+            result_max_bytes=int(number("RESULT_MAX_BYTES", 1024 * 1024, int, minimum=1024)),
             links_enabled=_links_enabled(env),
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
@@ -155,29 +217,47 @@ class Settings:
             raise ConfigError("REDIS_SENTINELS needs REDIS_URL=redis://[user:password@]SERVICE[/db]")
         return self
 
-    def require_credentials_key(self) -> Settings:
-        """Fail start-up when /v1/links is on without a usable Fernet key for bank credentials."""
-        if not self.links_enabled:
-            return self
-        if not self.credentials_key:
-            raise ConfigError("LINKS_ENABLED needs CREDENTIALS_KEY: a Fernet key (Fernet.generate_key())")
-        try:
-            Fernet(self.credentials_key)
-        except ValueError:
-            raise ConfigError("CREDENTIALS_KEY is not a Fernet key (32 url-safe base64 bytes)") from None
-        return self
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            elif f.name == "redis_url":
+                value = _masked_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     def require_web(self) -> Settings:
-        """Fail start-up of the web process unless it can authenticate anyone."""
-        self.require_credentials_key()
+        """Fail start-up of the web process unless it can authenticate anyone and holds only its own keys.
+
+        Returns the web's settings: the worker's Belvo credentials are dropped, so nothing in the web
+        process holds them even when the environment does.
+        """
+        if self.sealing_private_keys:
+            raise ConfigError(
+                "SEALING_PRIVATE_KEYS must not be given to the web process: it seals with SEALING_PUBLIC_KEY,"
+                " and only the worker may open bank credentials and MFA tokens"
+            )
+        if bool(self.sealing_public_key) != bool(self.result_private_keys):
+            raise ConfigError("the web needs SEALING_PUBLIC_KEY and RESULT_PRIVATE_KEYS together, or neither")
+        if self.links_enabled and not self.sealing_public_key:
+            raise ConfigError(
+                "LINKS_ENABLED needs SEALING_PUBLIC_KEY: bank credentials are only stored sealed"
+            )
         if not self.api_keys:
             raise ConfigError("API_KEYS is required: a comma-separated list of backend API keys")
-        if any(len(key) < 16 for key in self.api_keys):
-            raise ConfigError("API_KEYS: every key must be at least 16 characters long")
-        return self
+        if any(len(key) < MIN_API_KEY_LENGTH for key in self.api_keys):
+            raise ConfigError(f"API_KEYS: every key must be at least {MIN_API_KEY_LENGTH} characters long")
+        return replace(self, belvo_secret_id="", belvo_secret_password="", result_public_key="")
 
     def require_worker(self) -> Settings:
-        """Fail start-up of the worker unless it can reach and authenticate to Belvo."""
+        """Fail start-up of the worker unless it can reach and authenticate to Belvo.
+
+        Returns the worker's settings: the web's API keys are dropped, whatever the environment holds.
+        """
         missing = [
             name
             for name, value in (
@@ -189,7 +269,21 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
-        self.require_credentials_key()
+        if self.result_private_keys:
+            raise ConfigError(
+                "RESULT_PRIVATE_KEYS must not be given to the worker: it seals results with"
+                " RESULT_PUBLIC_KEY, and only the web opens them"
+            )
+        if bool(self.sealing_private_keys) != bool(self.result_public_key):
+            raise ConfigError(
+                "the worker needs SEALING_PRIVATE_KEYS and RESULT_PUBLIC_KEY together, or neither"
+            )
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
-        return self
+        return replace(self, api_keys=(), sealing_public_key="")
+
+
+def role_env(env: Mapping[str, str], role: str) -> dict[str, str]:
+    """`env` without the variables the other process's secrets live in (role: "web" or "worker")."""
+    withheld = WEB_WITHHELD if role == "web" else WORKER_WITHHELD
+    return {name: value for name, value in env.items() if name not in withheld}

@@ -8,14 +8,16 @@ finds: submitted -> the resume PATCH, registering -> the register POST, retrievi
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
 from mfa.clock import now_ms
-from mfa.outcomes import Decision, RetryPolicy, Verdict, decide
-from mfa.sealing import CredentialsUnreadable, CredentialVault
+from mfa.outcomes import Decision, RetryPolicy, Verdict, decide, result_too_large
+from mfa.sealing import AtRest, Unsealable
 from mfa.session import ClaimVerdict, MfaSession, SessionStatus
 from mfa.store import SessionStore
 
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class StepUnusable(Exception):
-    """The call cannot be made at all (its token or credentials are gone or unreadable)."""
+    """The call cannot be made at all (its token or credentials are gone or cannot be opened)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -62,7 +64,11 @@ class StepRunner:
     client: BelvoClient
     policy: RetryPolicy
     lease_ms: int
-    vault: CredentialVault | None  # None where no CREDENTIALS_KEY is set: registrations cannot run
+    # Opens what the web sealed (tokens, bank credentials): SEALING_PRIVATE_KEYS.
+    secrets: AtRest = field(default_factory=AtRest)
+    # Seals Belvo's result bodies for the web: RESULT_PUBLIC_KEY.
+    results: AtRest = field(default_factory=AtRest)
+    result_max_bytes: int = 1024 * 1024
 
     def run(self, session_id: str, step: int, attempt: int) -> str:
         """Claim the attempt, call Belvo, record the answer; returns what happened, for the job's log."""
@@ -93,33 +99,53 @@ class StepRunner:
         decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
         return self.record(session, claim.attempt, decision)
 
-    def _send(self, session: MfaSession, token: str | None) -> UpstreamAnswer:
+    def _send(self, session: MfaSession, stored_token: bytes | None) -> UpstreamAnswer:
         if session.status is SessionStatus.REGISTERING:
             return self.client.register(self._credentials(session.id))
         if session.status is SessionStatus.RETRIEVING:
             return self.client.retrieve(session.resource, session.request or {"link": session.link})
-        if session.expects_user_input and token is None:
-            raise StepUnusable("token_missing", "The token was no longer stored")
+        token = None
+        if session.expects_user_input:
+            if stored_token is None:
+                raise StepUnusable("token_missing", "The token was no longer stored")
+            token = self._open(stored_token, "token_unreadable", "The stored token").decode()
         return self.client.resume(
             session.resource,
             session=session.belvo_session or "",
             link=session.link,
-            token=token if session.expects_user_input else None,
+            token=token,
             save_data=session.save_data,
         )
 
-    def _credentials(self, session_id: str) -> dict[str, object]:
+    def _credentials(self, session_id: str) -> dict[str, Any]:
         sealed = self.store.sealed_credentials(session_id)
         if sealed is None:
             raise StepUnusable("credentials_missing", "The bank credentials were no longer stored")
-        if self.vault is None:
-            raise StepUnusable("credentials_unavailable", "CREDENTIALS_KEY is not set on the worker")
+        opened = self._open(sealed, "credentials_unavailable", "The stored credentials")
         try:
-            return self.vault.open(sealed)
-        except CredentialsUnreadable:
+            fields: dict[str, Any] = json.loads(opened)
+        except ValueError:  # not ours: e.g. sealed by the former Fernet key before an upgrade
             raise StepUnusable(
-                "credentials_unavailable", "The stored credentials could not be decrypted"
+                "credentials_unavailable", "The stored credentials could not be read"
             ) from None
+        return fields
+
+    def _open(self, stored: bytes, code: str, what: str) -> bytes:
+        try:
+            return self.secrets.read(stored)
+        except Unsealable as exc:
+            log.error("%s could not be opened: %s (see SEALING_PRIVATE_KEYS)", what, exc)
+            raise StepUnusable(code, f"{what} could not be opened with this worker's keys") from None
+
+    def _stored_result(self, outcome: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+        """The outcome to record and Belvo's body as stored: sealed, and only if within the size cap."""
+        result = outcome.pop("result", None)
+        if result is None:
+            return outcome, None
+        body = json.dumps(result, separators=(",", ":")).encode()
+        if len(body) > self.result_max_bytes:  # never half-stored: the backend reads it from Belvo
+            return result_too_large(outcome, len(body)), None
+        return outcome, self.results.store(body)
 
     def record(self, session: MfaSession, attempt: int, decision: Decision) -> str:
         """Apply a decision to the step, atomically; a retry is listed for the sweeper to enqueue when due."""
@@ -130,7 +156,7 @@ class StepRunner:
             moved = store.next_step(session.id, session.step, decision.pause, now)
             log.info("session %s step %s: Belvo asked for a token", session.id, session.step)
             return "next_step" if moved else ClaimVerdict.STALE.value
-        final, outcome = SessionStatus.FAILED, decision.outcome
+        final, outcome, result = SessionStatus.FAILED, dict(decision.outcome), None
         if decision.verdict is Verdict.RETRY:
             retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
             if retry_at is not None:
@@ -151,7 +177,9 @@ class StepRunner:
             }
         elif decision.verdict is Verdict.SUCCEEDED:
             final = SessionStatus.SUCCEEDED
-        done = store.finish(session.id, session.step, final, outcome, now)
+            outcome, result = self._stored_result(outcome)
+        outcome.pop("result", None)
+        done = store.finish(session.id, session.step, final, outcome, now, result=result)
         log.info(
             "session %s step %s: %s (http %s, code %s)",
             session.id,

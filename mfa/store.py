@@ -37,6 +37,7 @@ from mfa.keys import (
     SessionKeys,
     creds_key,
     events_key,
+    result_key,
     session_key,
     token_key,
 )
@@ -76,7 +77,7 @@ class Claim:
 
     verdict: ClaimVerdict
     session: MfaSession | None = None
-    token: str | None = None
+    token: bytes | None = None  # as stored: sealed when the web seals (mfa/sealing.py)
     attempt: int = 0
 
 
@@ -156,9 +157,11 @@ class SessionStore:
         return raw if isinstance(raw, bytes) else None
 
     def submit_token(
-        self, session_id: str, token: str | None, now_ms: int, seen: MfaSession | None = None
+        self, session_id: str, token: bytes | str | None, now_ms: int, seen: MfaSession | None = None
     ) -> MfaSession:
         """awaiting_token -> submitted, storing the token and enqueuing the resume job in one transaction.
+
+        `token` is stored as given: the web seals it first when SEALING_PUBLIC_KEY is set.
 
         Of any number of concurrent calls for one step exactly one commits: the others see the
         WATCHed hash change, re-read it and get SessionNotAwaitingToken. `seen` is the session as the
@@ -269,8 +272,7 @@ class SessionStore:
         verdict = ClaimVerdict(_text(result[0]))
         if verdict is not ClaimVerdict.GO:
             return Claim(verdict)
-        token = result[1].decode() if result[1] else None
-        return Claim(verdict, self.get(session_id), token, int(result[2]))
+        return Claim(verdict, self.get(session_id), result[1] or None, int(result[2]))
 
     def extend_lease(self, session_id: str, now_ms: int, lease_ms: int) -> None:
         """Push the lease of a call still in flight forward (XX: never revives a closed one)."""
@@ -313,10 +315,21 @@ class SessionStore:
         return bool(taken)
 
     def finish(
-        self, session_id: str, step: int, status: SessionStatus, outcome: dict[str, Any], now_ms: int
+        self,
+        session_id: str,
+        step: int,
+        status: SessionStatus,
+        outcome: dict[str, Any],
+        now_ms: int,
+        result: bytes | None = None,
     ) -> bool:
-        """calling -> a final status with its outcome; False if the step had already ended."""
+        """calling -> a final status with its outcome; False if the step had already ended.
+
+        `result` is Belvo's body as it is to be stored (sealed by the caller when keys are configured):
+        it goes to mfa:result:{id} in the same script, never into the record or its change log.
+        """
         assert status.is_final
+        assert outcome.get("result") is None, "the result travels apart from the outcome"
         return bool(
             self._t.finish(
                 SessionKeys.of(session_id),
@@ -324,8 +337,14 @@ class SessionStore:
                 step=step,
                 status=status.value,
                 outcome=json.dumps(outcome),
+                result=result or b"",
             )
         )
+
+    def stored_result(self, session_id: str) -> bytes | None:
+        """A succeeded session's result as stored (sealed or not), if one was stored."""
+        raw = self.redis.get(result_key(session_id))
+        return raw if isinstance(raw, bytes) else None
 
     def next_step(self, session_id: str, step: int, pause: TokenRequired, now_ms: int) -> bool:
         """calling -> awaiting_token for Belvo's (next) MFA step; False if the step had already ended."""

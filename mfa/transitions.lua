@@ -6,10 +6,12 @@
 --   state machine records by itself, as JSON), then the prelude below, then one local per parameter
 --   (`local step, attempt = ARGV[5], ARGV[6]`), so scripts and their callers share names, not positions.
 -- KEYS: the session's keys, mfa.keys.SessionKeys: H hash, T MFA token, EXP expiry zset,
---       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset, EVENTS change log.
+--       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset, EVENTS change log,
+--       RESULT the stored result of a succeeded session.
 -- ARGV 1-4, every script: id, now (ms), retention (ms), Belvo-session key prefix.
 -- @prelude
-local H, T, EXP, LEASES, CREDS, RETRIES, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local H, T, EXP, LEASES, CREDS, RETRIES, EVENTS, RESULT =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, now, retention, belvo_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 
 local function get(field)
@@ -176,12 +178,16 @@ if not status or not calling(status) or get(F.in_flight) == '1' or get(F.step) ~
 end
 return 1
 
--- @finish(step, status, outcome)
--- calling -> a final status with its outcome; 0 if the step had already ended.
+-- @finish(step, status, outcome, result)
+-- calling -> a final status with its outcome; 0 if the step had already ended. `result` (Belvo's body,
+-- as stored: sealed or not) goes to its own key, never into the record or the change log; '' for none.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
 end
 close(status, outcome)
+if result ~= '' then
+  redis.call('SET', RESULT, result, 'PX', retention)
+end
 return 1
 
 -- @next_step(step, belvo_session, challenge, expects_input, expires_at, ttl, link)

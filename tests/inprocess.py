@@ -24,7 +24,7 @@ import sandbox as sandbox_app
 from app import create_app
 from mfa.clock import now_ms
 from mfa.connections import Role, connect
-from mfa.settings import Settings
+from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
 from worker.sweeper import sweep_once
@@ -95,10 +95,13 @@ def service_api(
     env: Mapping[str, str], worker_redis_url: str | None = None, api_key: str | None = None
 ) -> InProcessApi:
     """The app built from `env` (create_app, as gunicorn builds it); with `worker_redis_url`, its jobs run
-    here too, on that Redis URL (the worker's credentials)."""
-    app = create_app(dict(env))
+    here too, on that Redis URL (the worker's credentials).
+
+    Each side gets only its own share of `env`, as the processes do (mfa.settings.role_env).
+    """
+    app = create_app(role_env(env, "web"))
     jobs = (
-        JobRunner(Settings.from_env({**env, "REDIS_URL": worker_redis_url}))
+        JobRunner(Settings.from_env({**role_env(env, "worker"), "REDIS_URL": worker_redis_url}))
         if worker_redis_url is not None
         else None
     )

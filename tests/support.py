@@ -15,12 +15,16 @@ import requests
 from redis import Redis
 
 FINAL = {"succeeded", "failed", "expired", "cancelled"}
-API_KEY = "test-api-key-0123456789abcdef"
+API_KEY = "test-api-key-0123456789abcdef-0123"  # API keys are at least 32 characters
 SECOND_API_KEY = "test-api-key-rotated-fedcba9876543210"
 BELVO_SECRET_ID = "sandbox-secret-id"
-# A fixed Fernet key for the bank credentials the tests register with (Fernet.generate_key() shape).
-CREDENTIALS_KEY = "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+# Fixed sealing key pairs (python -m mfa.sealing): the web seals tokens and credentials to
+# SEALING_PUBLIC_KEY and opens results with RESULT_PRIVATE_KEYS; the worker holds the other halves.
+SEALING_PUBLIC_KEY = "mfa-pk-TyTRb1tOWb3nQL4xsm5lKiGmECsxHvrsQcRwK81PPGo"
+SEALING_PRIVATE_KEY = "mfa-sk-KJ67pjVt3sZoKcR-SRqMj5RFcC_ceLh8pZUiXl8HrsQ"
+RESULT_PUBLIC_KEY = "mfa-pk-6qGyTC3HwRi7vkEXB4kry2Ik8qIEFAYBinii-d2rFwU"
+RESULT_PRIVATE_KEY = "mfa-sk-77LeN_lFQStu81EeRFJwEHivzQtRHrsVhrkCIaoOPpI"
 
 # Every test Redis runs with the service's ACL users (mfa/acl.py): the web and the worker log in as their
 # own users, so a command the code sends without a grant fails the suite. The tests' own clients log in
@@ -35,12 +39,16 @@ REDIS_ADMIN_PASSWORD = "test-redis-admin-password-0123456789"
 
 # The service's settings in every test stack, in-process or real processes: short timings, so faults
 # end quickly; no rate limits, so bursts measure the state machine only. Stacks add REDIS_URL and
-# BELVO_BASE_URL, and a test overrides what it is about.
+# BELVO_BASE_URL, and a test overrides what it is about. Each process gets only its own share
+# (mfa.settings.role_env): the web never sees the worker's private key, nor the worker the web's.
 SERVICE_ENV = {
     "API_KEYS": f"{API_KEY},{SECOND_API_KEY}",
     "BELVO_SECRET_ID": BELVO_SECRET_ID,
     "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
-    "CREDENTIALS_KEY": CREDENTIALS_KEY,
+    "SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY,
+    "SEALING_PRIVATE_KEYS": SEALING_PRIVATE_KEY,
+    "RESULT_PUBLIC_KEY": RESULT_PUBLIC_KEY,
+    "RESULT_PRIVATE_KEYS": RESULT_PRIVATE_KEY,
     "UPSTREAM_TIMEOUT_SECONDS": "1",
     "RESUME_MAX_ATTEMPTS": "3",
     "RESUME_BACKOFF_SECONDS": "0.1",
@@ -49,6 +57,7 @@ SERVICE_ENV = {
     "SESSION_RETENTION_SECONDS": "3600",
     "RATE_LIMIT_PER_MINUTE": "0",
     "SESSION_RATE_LIMIT_PER_MINUTE": "0",
+    "AUTH_FAILURE_LIMIT_PER_MINUTE": "0",
     "LOG_LEVEL": "INFO",
 }
 

@@ -181,19 +181,27 @@ def test_retry_after_seconds_are_parsed_and_dates_ignored(mock, client, header, 
     assert client.resume("links", session=SESSION, link=LINK, token=TOKEN).retry_after == expected
 
 
-def test_a_body_over_the_limit_is_dropped(mock, client):
+def test_a_body_over_the_limit_is_dropped_and_marked_oversized(mock, client):
     huge = json.dumps(["x" * MAX_BODY_BYTES])
     mock.patch(LINKS_URL, body=huge, status=200, content_type="application/json")
     answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
-    assert (answer.status, answer.body, answer.is_json) == (200, None, False)
+    assert (answer.status, answer.body, answer.is_json, answer.oversized) == (200, None, False, True)
 
 
-def test_a_body_at_the_limit_is_kept(mock, client, monkeypatch):
+def test_a_body_at_the_limit_is_kept(mock):
     body = json.dumps({"id": LINK, "pad": "x" * 1000})
-    monkeypatch.setattr("mfa.belvo.MAX_BODY_BYTES", len(body))
+    client = BelvoClient(BASE, SECRET_ID, SECRET_PASSWORD, timeout_seconds=60, max_body_bytes=len(body))
     mock.patch(LINKS_URL, body=body, status=200, content_type="application/json")
     answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
-    assert answer.is_json and answer.body["id"] == LINK
+    assert answer.is_json and answer.body["id"] == LINK and not answer.oversized
+    mock.patch(LINKS_URL, body=body + " ", status=200, content_type="application/json")
+    assert client.resume("links", session=SESSION, link=LINK, token=TOKEN).oversized
+
+
+def test_json_nested_past_the_parsers_depth_is_not_json_not_a_crash(mock, client):
+    mock.patch(LINKS_URL, body="[" * 100_000 + "]" * 100_000, status=200, content_type="application/json")
+    answer = client.resume("links", session=SESSION, link=LINK, token=TOKEN)
+    assert (answer.status, answer.body, answer.is_json) == (200, None, False)
 
 
 def test_repr_shows_no_credentials(client):

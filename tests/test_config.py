@@ -8,15 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+import yaml
 
 from app import create_app
 from mfa.errors import ConfigError
-from mfa.settings import Settings
+from mfa.sealing import new_key_pair
+from mfa.settings import WEB_WITHHELD, WORKER_WITHHELD, Settings, role_env
+from tests.support import RESULT_PRIVATE_KEY, RESULT_PUBLIC_KEY, SEALING_PRIVATE_KEY, SEALING_PUBLIC_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "k" * 16
-FERNET_KEY = Fernet.generate_key().decode()
+KEY = "k" * 32
+WEB_KEYS = {"SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY, "RESULT_PRIVATE_KEYS": RESULT_PRIVATE_KEY}
+WORKER_KEYS = {"SEALING_PRIVATE_KEYS": SEALING_PRIVATE_KEY, "RESULT_PUBLIC_KEY": RESULT_PUBLIC_KEY}
 BELVO = {
     "BELVO_BASE_URL": "https://sandbox.belvo.test/",
     "BELVO_SECRET_ID": "secret-id",
@@ -54,14 +57,16 @@ def test_the_web_process_requires_api_keys(env):
 
 
 def test_api_keys_are_split_on_commas_and_stripped():
-    other = "o" * 20
+    other = "o" * 40
     settings = Settings.from_env({"API_KEYS": f" {KEY} ,{other}, ,"}).require_web()
     assert settings.api_keys == (KEY, other)
 
 
-def test_a_short_api_key_is_refused():
-    with pytest.raises(ConfigError, match="API_KEYS"):
-        Settings.from_env({"API_KEYS": f"{KEY},short"}).require_web()
+@pytest.mark.parametrize("short", ["short", "k" * 31])
+def test_an_api_key_under_32_characters_is_refused(short):
+    with pytest.raises(ConfigError, match=r"API_KEYS.*32"):
+        Settings.from_env({"API_KEYS": f"{KEY},{short}"}).require_web()
+    assert Settings.from_env({"API_KEYS": "k" * 32}).require_web().api_keys == ("k" * 32,)
 
 
 @pytest.mark.parametrize("missing", sorted(BELVO))
@@ -108,21 +113,18 @@ def test_a_malformed_number_names_its_variable(name, raw):
     ("env", "enabled"),
     [
         ({}, False),
-        ({"CREDENTIALS_KEY": FERNET_KEY}, True),
-        ({"CREDENTIALS_KEY": FERNET_KEY, "LINKS_ENABLED": "false"}, False),
+        ({"SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY}, True),
+        ({"SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY, "LINKS_ENABLED": "false"}, False),
         ({"LINKS_ENABLED": "true"}, True),
     ],
 )
-def test_links_are_enabled_by_default_exactly_when_a_credentials_key_is_set(env, enabled):
+def test_links_are_enabled_by_default_exactly_when_the_web_can_seal(env, enabled):
     assert Settings.from_env(env).links_enabled is enabled
 
 
-@pytest.mark.parametrize("env", [{"LINKS_ENABLED": "true"}, {"CREDENTIALS_KEY": "not-a-fernet-key"}])
-def test_links_without_a_usable_credentials_key_stop_both_processes(env):
-    settings = Settings.from_env({**BELVO, "API_KEYS": KEY, **env})
-    for require in (settings.require_web, settings.require_worker):
-        with pytest.raises(ConfigError, match="CREDENTIALS_KEY"):
-            require()
+def test_links_without_a_sealing_key_stop_the_web():
+    with pytest.raises(ConfigError, match="SEALING_PUBLIC_KEY"):
+        Settings.from_env({"API_KEYS": KEY, "LINKS_ENABLED": "true"}).require_web()
 
 
 def test_a_malformed_links_enabled_names_its_variable():
@@ -130,15 +132,110 @@ def test_a_malformed_links_enabled_names_its_variable():
         Settings.from_env({"LINKS_ENABLED": "maybe"})
 
 
-def test_the_secrets_never_appear_in_the_repr():
-    settings = Settings.from_env({**BELVO, "CREDENTIALS_KEY": FERNET_KEY})
+_, OTHER_PUBLIC = new_key_pair()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("SEALING_PUBLIC_KEY", "not-a-key"),
+        ("SEALING_PUBLIC_KEY", SEALING_PRIVATE_KEY),  # the wrong half of the pair
+        ("SEALING_PUBLIC_KEY", f"{SEALING_PUBLIC_KEY},{OTHER_PUBLIC}"),  # one key seals
+        ("SEALING_PUBLIC_KEY", SEALING_PUBLIC_KEY[:-1]),
+        ("SEALING_PRIVATE_KEYS", f"{SEALING_PRIVATE_KEY},mfa-sk-short"),
+        ("SEALING_PRIVATE_KEYS", SEALING_PUBLIC_KEY),
+        ("RESULT_PUBLIC_KEY", "mfa-pk-" + "!" * 43),
+        ("RESULT_PRIVATE_KEYS", "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="),  # a Fernet key
+    ],
+)
+def test_a_malformed_sealing_key_stops_start_up_naming_its_variable_not_its_value(name, raw):
+    with pytest.raises(ConfigError, match=name) as raised:
+        Settings.from_env({name: raw})
+    assert raw not in str(raised.value)
+    assert "python -m mfa.sealing" in str(raised.value)
+
+
+def test_a_leftover_fernet_credentials_key_stops_start_up_with_the_migration():
+    with pytest.raises(ConfigError, match=r"CREDENTIALS_KEY.*SEALING_PUBLIC_KEY.*SEALING_PRIVATE_KEYS"):
+        Settings.from_env({"CREDENTIALS_KEY": "2bE1t1bq9l0Hk7gQv7sQyq0Ykq0m3fW8m6o2b3WcX0A="})
+
+
+def test_each_process_refuses_the_key_that_opens_the_others_sealed_data():
+    with pytest.raises(ConfigError, match="SEALING_PRIVATE_KEYS must not be given to the web"):
+        Settings.from_env({"API_KEYS": KEY, **WEB_KEYS, **WORKER_KEYS}).require_web()
+    with pytest.raises(ConfigError, match="RESULT_PRIVATE_KEYS must not be given to the worker"):
+        Settings.from_env({**BELVO, **WORKER_KEYS, **WEB_KEYS}).require_worker()
+    # Each with its own share starts, and keeps none of the other's secrets in its settings.
+    web = Settings.from_env(
+        role_env({"API_KEYS": KEY, **BELVO, **WEB_KEYS, **WORKER_KEYS}, "web")
+    ).require_web()
+    assert web.sealing_public_key == SEALING_PUBLIC_KEY and web.result_private_keys == (RESULT_PRIVATE_KEY,)
+    assert not (web.sealing_private_keys or web.belvo_secret_password or web.belvo_secret_id)
+    worker = Settings.from_env(role_env({"API_KEYS": KEY, **BELVO, **WEB_KEYS, **WORKER_KEYS}, "worker"))
+    worker = worker.require_worker()
+    assert (
+        worker.sealing_private_keys == (SEALING_PRIVATE_KEY,)
+        and worker.result_public_key == RESULT_PUBLIC_KEY
+    )
+    assert not (worker.api_keys or worker.result_private_keys)
+
+
+def test_the_web_drops_belvo_secrets_and_the_worker_api_keys_even_when_given():
+    """The container check starts both with one environment (API_KEYS and BELVO_* each): neither keeps
+    the other's secret in its settings."""
+    both = {"API_KEYS": KEY, **BELVO}
+    assert not Settings.from_env(both).require_web().belvo_secret_password
+    assert Settings.from_env(both).require_worker().api_keys == ()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY}, {"RESULT_PRIVATE_KEYS": RESULT_PRIVATE_KEY}],
+)
+def test_the_web_needs_both_of_its_keys_or_neither(env):
+    with pytest.raises(ConfigError, match="together, or neither"):
+        Settings.from_env({"API_KEYS": KEY, "LINKS_ENABLED": "false", **env}).require_web()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"SEALING_PRIVATE_KEYS": SEALING_PRIVATE_KEY}, {"RESULT_PUBLIC_KEY": RESULT_PUBLIC_KEY}],
+)
+def test_the_worker_needs_both_of_its_keys_or_neither(env):
+    with pytest.raises(ConfigError, match="together, or neither"):
+        Settings.from_env({**BELVO, **env}).require_worker()
+
+
+def test_no_secret_appears_in_the_repr():
+    redis_password = "redis-password-in-the-url"
+    env = {
+        **BELVO,
+        **WEB_KEYS,
+        **WORKER_KEYS,
+        "API_KEYS": f"{KEY},{'o' * 40}",
+        "REDIS_URL": f"redis://default:{redis_password}@redis.internal:6379/0",
+    }
+    settings = Settings.from_env(env)
     assert settings.belvo_secret_password == BELVO["BELVO_SECRET_PASSWORD"]
-    assert BELVO["BELVO_SECRET_PASSWORD"] not in repr(settings)
-    assert FERNET_KEY not in repr(settings)
+    secrets = [
+        BELVO["BELVO_SECRET_PASSWORD"],
+        BELVO["BELVO_SECRET_ID"],
+        KEY,
+        "o" * 40,
+        SEALING_PRIVATE_KEY,
+        RESULT_PRIVATE_KEY,
+        redis_password,
+    ]
+    web = Settings.from_env(role_env(env, "web")).require_web()
+    for shown in (repr(settings), str(settings), f"{settings}", repr(web)):
+        assert [s for s in secrets if s in shown] == [], shown
+    assert "redis.internal:6379" in repr(settings) and SEALING_PUBLIC_KEY in repr(settings)
 
 
 def test_the_worker_process_exits_naming_the_missing_variables():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BELVO_", "LINKS_", "CREDENTIALS_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("BELVO_", "LINKS_", "SEALING_", "RESULT_"))
+    }
     env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # never reached: configuration is checked first
     done = subprocess.run(
         [sys.executable, "-m", "worker", "--burst"],
@@ -155,3 +252,14 @@ def test_the_worker_process_exits_naming_the_missing_variables():
 def test_create_app_without_api_keys_raises():
     with pytest.raises(ConfigError, match="API_KEYS"):
         create_app({"API_KEYS": ""})
+
+
+def test_compose_gives_each_service_only_its_own_secrets():
+    """docker-compose.yml: the web never gets the worker's secrets, nor the worker the web's, and the
+    sandbox gets fixed credentials of its own, never the BELVO_* a deployment sets for real Belvo."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    web, worker = services["web"]["environment"], services["worker"]["environment"]
+    assert not set(web) & WEB_WITHHELD and not set(worker) & WORKER_WITHHELD
+    assert {"API_KEYS", "SEALING_PUBLIC_KEY", "RESULT_PRIVATE_KEYS"} <= set(web)
+    assert {"BELVO_SECRET_PASSWORD", "SEALING_PRIVATE_KEYS", "RESULT_PUBLIC_KEY"} <= set(worker)
+    assert not any("${" in str(value) for value in services["sandbox"]["environment"].values())

@@ -81,8 +81,9 @@ def test_compose_runs_production_images_two_workers_and_redis_with_acl_users(com
     assert services["redis-acl"]["command"] == ["python", "-m", "mfa.acl", "/acl/users.acl"]
     assert services["web"]["environment"]["REDIS_URL"].startswith(f"redis://{acl.WEB.name}:")
     assert services["worker"]["environment"]["REDIS_URL"].startswith(f"redis://{acl.WORKER.name}:")
-    # /v1/links is on (LINKS_ENABLED=auto with a key); compose refuses to start without the key.
-    assert compose["x-service-env"]["CREDENTIALS_KEY"].startswith("${CREDENTIALS_KEY:?")
+    # /v1/links is on (its sealing keys are required); compose refuses to start without them.
+    assert services["web"]["environment"]["SEALING_PUBLIC_KEY"].startswith("${SEALING_PUBLIC_KEY:?")
+    assert services["worker"]["environment"]["SEALING_PRIVATE_KEYS"].startswith("${SEALING_PRIVATE_KEYS:?")
 
 
 def test_the_build_context_leaves_out_what_no_image_needs() -> None:

@@ -141,9 +141,14 @@ def _registered_link(api, mfa: bool = False) -> str:
     return done["outcome"]["result"]["id"]
 
 
-def test_links_are_refused_while_no_credentials_key_is_configured(redis_server):
+def test_links_are_refused_while_no_sealing_key_is_configured(redis_server):
     app = create_app(
-        {"REDIS_URL": redis_server.url, "API_KEYS": API_KEY, "CREDENTIALS_KEY": "", "LINKS_ENABLED": "auto"}
+        {
+            "REDIS_URL": redis_server.url,
+            "API_KEYS": API_KEY,
+            "SEALING_PUBLIC_KEY": "",
+            "LINKS_ENABLED": "auto",
+        }
     )
     body = {"institution": "heimdall_mx_retail", "username": "user_valid", "password": "pass_valid"}
     r = app.test_client().post("/v1/links", json=body, headers={"Authorization": f"Bearer {API_KEY}"})

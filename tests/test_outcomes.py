@@ -178,3 +178,21 @@ def test_no_answer_at_all_is_retried():
     assert decision.outcome["code"] == "upstream_unavailable"
     assert decision.outcome["http_status"] is None
     assert decision.retry_after is None
+
+
+def test_an_oversized_2xx_succeeds_without_its_body():
+    """Belvo acted; its body is too large to read, so the backend reads it from Belvo."""
+    for status in (200, 201):
+        decision = decide(UpstreamAnswer(status, None, False, oversized=True), "transactions")
+        assert decision.verdict is Verdict.SUCCEEDED
+        assert decision.outcome["code"] == "result_too_large" and decision.outcome["result"] is None
+        assert decision.outcome["http_status"] == status
+
+
+def test_an_oversized_error_list_keeps_the_code_not_the_list():
+    errors = [{"code": "invalid_token", "message": "x" * 10_000, "request_id": "r1"}]
+    decision = decide(answer(400, errors), "links")
+    assert decision.verdict is Verdict.FAILED and decision.outcome["code"] == "invalid_token"
+    assert decision.outcome["upstream_errors"] is None
+    small = [{"code": "invalid_token", "message": "Invalid token", "request_id": "r1"}]
+    assert decide(answer(400, small), "links").outcome["upstream_errors"] == small

@@ -30,6 +30,7 @@ from mfa.keys import (
     belvo_key,
     creds_key,
     events_key,
+    result_key,
     session_key,
     token_key,
 )
@@ -341,7 +342,7 @@ def test_expire_due_closes_a_submitted_session_between_calls(store, calls, statu
 def test_begin_call_hands_out_the_token_under_a_lease(store, redis):
     session = submitted(store)
     claim = store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
-    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, "111111", 1)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, b"111111", 1)
     assert claim.session is not None and claim.session.in_flight
     assert redis.zscore(LEASES_ZSET, session.id) == CALLED_AT + LEASE_MS
 
@@ -399,17 +400,22 @@ def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, re
     assert queue.job_ids == [f"resume_session-{session.id}-s1-a2"] * 2  # the same attempt's job, twice
     assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=1).verdict == "stale"
     claim = store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2)
-    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, "111111", 2)
+    assert (claim.verdict, claim.token, claim.attempt) == (ClaimVerdict.GO, b"111111", 2)
     assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2).verdict == "busy"
 
 
 def test_finish_closes_the_step_with_its_outcome(store, redis):
     session = in_call(store)
-    outcome = {"http_status": 201, "code": None, "result": {"id": LINK}}
-    assert store.finish(session.id, 1, SessionStatus.SUCCEEDED, outcome, CALLED_AT + 1)
+    outcome = {"http_status": 201, "code": None}
+    assert store.finish(session.id, 1, SessionStatus.SUCCEEDED, outcome, CALLED_AT + 1, result=b"sealed-body")
     assert store.get(session.id).outcome == outcome
     assert_closed(store, session.id, SessionStatus.SUCCEEDED, None)
     assert_pttl(redis, belvo_key("belvo-1"), RETENTION_MS)
+    # The result has a key of its own, kept as long as the record, and is in no change-log entry.
+    assert store.stored_result(session.id) == b"sealed-body"
+    assert_pttl(redis, result_key(session.id), RETENTION_MS)
+    logged = [v for _, fields in redis.xrange(events_key(session.id)) for v in fields.values()]
+    assert logged and not any(b"sealed-body" in v for v in logged)
 
 
 def test_finishing_twice_or_another_step_returns_false(store):

@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if not settings.sealing_private_keys:
+        log.warning(
+            "no SEALING_PRIVATE_KEYS / RESULT_PUBLIC_KEY: results are stored unsealed, and tokens or bank"
+            " credentials the web sealed cannot be opened (README, Sealing)"
+        )
     redis = connect(settings, Role.WORKER)
     queue = Queue(settings.resume_queue, connection=redis)
     runtime.install(runtime.build_runner(settings, redis))

@@ -1,7 +1,7 @@
 """The worker process's wiring, built once at start-up and read by every job.
 
 RQ imports job functions by dotted path and calls them with plain ids, so a job finds what it needs
-here: the step runner (store, Belvo client, retry policy, lease, credentials). `python -m worker`
+here: the step runner (store, Belvo client, retry policy, lease, sealing keys). `python -m worker`
 installs it before the first job; a job that runs without it is a bug, and says so.
 """
 
@@ -11,7 +11,7 @@ from redis import Redis
 
 from mfa.belvo import BelvoClient
 from mfa.outcomes import RetryPolicy
-from mfa.sealing import CredentialVault
+from mfa.sealing import AtRest, Opener, Sealer
 from mfa.settings import Settings
 from mfa.steps import StepRunner
 from mfa.store import SessionStore
@@ -28,10 +28,17 @@ def build_runner(settings: Settings, redis: Redis) -> StepRunner:
             settings.belvo_secret_id,
             settings.belvo_secret_password,
             settings.upstream_timeout_seconds,
+            max_body_bytes=settings.result_max_bytes,
         ),
         policy=RetryPolicy(settings.resume_max_attempts, settings.resume_backoff_seconds),
         lease_ms=int(settings.lease_seconds * 1000),
-        vault=CredentialVault(settings.credentials_key) if settings.credentials_key else None,
+        secrets=AtRest(
+            opener=Opener.from_text(keys) if (keys := ",".join(settings.sealing_private_keys)) else None
+        ),
+        results=AtRest(
+            sealer=Sealer.from_text(settings.result_public_key) if settings.result_public_key else None
+        ),
+        result_max_bytes=settings.result_max_bytes,
     )
 
 

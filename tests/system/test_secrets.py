@@ -1,12 +1,16 @@
-"""Secrets hygiene: after every flow, no MFA token, client secret, API key, Belvo password or bank
-credential appears in any log line of the web and worker, nor in any Redis key or value (RQ's job
-data included, decompressed), once each step has ended."""
+"""Secrets hygiene: after every flow, no MFA token, client secret, API key, Belvo password, bank
+credential or bank data of Belvo's results appears in any log line of the web and worker, in any Redis
+key or value (RQ's job data included, decompressed), or anywhere in Redis's append-only file, which
+keeps every write, deleted keys included. And neither process holds a key that opens what the other
+sealed: the web cannot open a token or credentials, the worker cannot open a stored result."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -15,17 +19,23 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from devstack.processes import wait_for
+from devstack.processes import children, wait_for
+from mfa.keys import creds_key, result_key, token_key
+from mfa.sealing import MalformedKey, Opener, Unsealable
 from mfa.settings import Settings
 from tests.stack import Stack, build_stack
 from tests.support import (
     API_KEY,
     BELVO_SECRET_PASSWORD,
-    CREDENTIALS_KEY,
+    RESULT_PRIVATE_KEY,
+    SEALING_PRIVATE_KEY,
     SECOND_API_KEY,
     inflated,
     redis_values,
 )
+
+OWNER_EMAIL = "valeria.gomez@example.com"  # the sandbox's owners result: a person's bank data
+OWNER_NAME = "Valeria Gómez Ruiz"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +59,20 @@ def _rq_jobs(client: Redis) -> list[Job]:
     return jobs
 
 
+def _aof(stack: Stack) -> bytes:
+    """Every byte of Redis's persistence files: the AOF (one file, or Redis 7's directory of parts)."""
+    files = sorted(p for p in (stack.root / "redis").rglob("*") if p.is_file())
+    assert any("appendonly" in p.name for p in files), files
+    return b"\n".join(p.read_bytes() for p in files)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """A process's environment as the kernel holds it."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {name: value for name, _, value in pairs}
+
+
 def _rq_idle(client: Redis) -> bool:
     queue = Queue(Settings().resume_queue, connection=client)
     return (
@@ -64,7 +88,14 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     web, worker = stack.web, stack.workers[0]
     assert api is not None and web is not None
     bank_password = "numeric_code"  # the sandbox's MFA credentials: the password is fixed
-    secrets: set[str] = {API_KEY, SECOND_API_KEY, BELVO_SECRET_PASSWORD, CREDENTIALS_KEY, bank_password}
+    secrets: set[str] = {
+        API_KEY,
+        SECOND_API_KEY,
+        BELVO_SECRET_PASSWORD,
+        SEALING_PRIVATE_KEY,
+        RESULT_PRIVATE_KEY,
+        bank_password,
+    }
     tokens = {"111111", "999999", "738291"}  # the sandbox decides by these; 738291 is rejected
     job_args: list[tuple] = []
 
@@ -107,6 +138,12 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     submit(s, None)
     assert api.wait(s["id"])["status"] == "succeeded"
 
+    owners = api.created(sandbox.pause(resource="owners"), resource="owners")  # bank data in the result
+    secrets.add(owners["client_secret"])
+    submit(owners, "111111")
+    done = api.wait(owners["id"])
+    assert done["outcome"]["result"][0]["email"] == OWNER_EMAIL  # the API key reads it; Redis holds it sealed
+
     # A link registered by the service: the bank password travels sealed, then the MFA step as above.
     link = {"institution": "heimdall_mx_retail", "username": "mfa_numeric", "password": bank_password}
     r = api.request("POST", "/v1/links", json=link)
@@ -135,7 +172,8 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
     wait_for(lambda: marker in web.log_text(), 10, "the web access log to catch up")
 
     lines = web.log_text().splitlines() + worker.log_text().splitlines()
-    dump = redis_values(redis)
+    dump = [*redis_values(redis), _aof(stack)]
+    secrets |= {OWNER_EMAIL, OWNER_NAME}
     token_pattern = re.compile(
         rb"(?<![0-9A-Za-z])(?:" + b"|".join(t.encode() for t in tokens) + rb")(?![0-9A-Za-z])"
     )
@@ -143,7 +181,55 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
         assert not [line for line in lines if secret in line], f"a secret is logged: {secret[:6]}..."
         assert not [v for v in dump if secret.encode() in v], f"a secret is in Redis: {secret[:6]}..."
     assert not [line for line in lines if token_pattern.search(line.encode())], "an MFA token is logged"
-    assert not [v for v in dump if token_pattern.search(v)], "an MFA token is in Redis"
+    assert not [v for v in dump if token_pattern.search(v)], "an MFA token is in Redis or its AOF"
+
+
+def test_neither_process_holds_a_key_that_opens_the_others_sealed_data(stack: Stack) -> None:
+    """Read each process's environment from the kernel; try every value in it as a private key on
+    sealed values taken from Redis: the web's open no token or credentials, the worker's no result."""
+    api, sandbox, redis = stack.api, stack.sandbox, stack.redis
+    assert api is not None and stack.web is not None
+    sandbox.fault("delay", delay_seconds=0.5)  # the step stays open while its token is read
+    s = api.created(sandbox.pause())
+    assert api.submit(s["id"], "111111", credential=s["client_secret"]).status_code == 202
+    sealed_token = redis.get(token_key(s["id"]))
+    link = {"institution": "heimdall_mx_retail", "username": "mfa_numeric", "password": "numeric_code"}
+    r = api.request("POST", "/v1/links", json=link)
+    sealed_creds = redis.get(creds_key(r.json()["id"]))
+    assert api.wait(s["id"])["status"] == "succeeded"
+    sealed_result = redis.get(result_key(s["id"]))
+    assert sealed_token and sealed_creds and sealed_result
+
+    def opens(environ: dict[str, str], sealed: bytes) -> list[str]:
+        found = []
+        for name, value in environ.items():
+            try:
+                opener = Opener.from_text(value)
+            except (MalformedKey, ValueError):
+                continue
+            try:
+                opener.open(sealed)
+                found.append(name)
+            except Unsealable:
+                pass
+        return found
+
+    web_pids = [stack.web.popen.pid, *children(stack.web.popen.pid)]
+    worker_pids = [w.popen.pid for w in stack.workers]
+    assert len(web_pids) == 3  # gunicorn's master and its two workers
+    for pid in web_pids:
+        environ = _environ(pid)
+        assert not {"SEALING_PRIVATE_KEYS", "BELVO_SECRET_PASSWORD", "BELVO_SECRET_ID"} & set(environ)
+        assert opens(environ, sealed_token) == [] and opens(environ, sealed_creds) == []
+        assert opens(environ, sealed_result) == ["RESULT_PRIVATE_KEYS"]  # the one thing it must open
+        assert BELVO_SECRET_PASSWORD not in "\0".join(environ.values())
+    for pid in worker_pids:
+        environ = _environ(pid)
+        assert not {"API_KEYS", "RESULT_PRIVATE_KEYS"} & set(environ)
+        assert opens(environ, sealed_result) == []
+        assert opens(environ, sealed_token) == opens(environ, sealed_creds) == ["SEALING_PRIVATE_KEYS"]
+        assert API_KEY not in "\0".join(environ.values())
+    assert os.getpid() not in web_pids + worker_pids
 
 
 def test_bank_credentials_never_reach_redis_or_logs(stack: Stack) -> None:
