@@ -39,3 +39,17 @@ def test_a_job_a_worker_has_started_stays_where_it_is(api, sandbox, redis_server
     queue.connection.zadd(queue.started_job_registry.key, {f"{job_id}:execution-1": 10**10})
     assert requeue_stranded(queue) == []
     assert queue.count == 0
+
+
+def test_the_job_a_redis_failure_cut_off_goes_back_and_runs(api, sandbox, redis_server: Proc) -> None:
+    s = api.created(sandbox.pause())
+    assert api.submit(s["id"], "111111", credential=s["client_secret"]).status_code == 202
+    queue = _worker_queue(redis_server)
+    job_id = queue.connection.lmove(queue.key, queue.intermediate_queue.key).decode()
+    # RQ started it (intermediate list -> started registry), then Redis failed under the run.
+    queue.connection.lrem(queue.intermediate_queue.key, 1, job_id)
+    queue.connection.zadd(queue.started_job_registry.key, {f"{job_id}:execution-1": 10**10})
+    assert requeue_stranded(queue) == [], "another worker's run is left alone"
+    assert requeue_stranded(queue, cut_off=[job_id]) == [job_id]
+    assert queue.job_ids == [job_id] and queue.started_job_registry.get_job_ids(cleanup=False) == []
+    assert api.wait(s["id"])["status"] == "succeeded"

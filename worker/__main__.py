@@ -26,6 +26,7 @@ from types import FrameType
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from mfa.connections import Role, connect
 from mfa.dispatch import ALL_PATHS
@@ -52,6 +53,13 @@ class ResumeWorker(SimpleWorker):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.stop_requested = False
+        self.job_in_hand: str | None = None  # still set if Redis failed under the job (worker/stranded.py)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job, remembering it until it has run its course."""
+        self.job_in_hand = job.id
+        super().execute_job(job, queue)
+        self.job_in_hand = None
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: note the warm shutdown, then let RQ finish the job in hand."""
@@ -106,16 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     sweeper.start()
     restarts = 0
+    cut_off: list[str] = []  # the job a Redis failure interrupted in this process
     try:
         while True:
             name = args.name if restarts == 0 or not args.name else f"{args.name}-r{restarts}"
             try:
-                stranded = requeue_stranded(queue)
+                stranded = requeue_stranded(queue, cut_off)
             except RedisError:
                 stranded = []  # Redis is not back yet: RQ's own loop waits for it
             if stranded:
                 log.warning(
-                    "put back on the queue %d job(s) taken but never started: %s", len(stranded), stranded
+                    "put back on the queue %d job(s) whose run never finished: %s", len(stranded), stranded
                 )
             worker = ResumeWorker([queue], connection=redis, name=name, maintenance_interval=60)
             try:
@@ -124,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("RQ worker stopped on a Redis error (%s)", type(exc).__name__)
             if args.burst or worker.stop_requested:
                 break
+            cut_off = [worker.job_in_hand] if worker.job_in_hand else []
             log.warning("RQ worker loop ended without a stop request; restarting once Redis answers")
             with contextlib.suppress(Exception):  # its pubsub thread would otherwise retry forever
                 worker.unsubscribe()  # type: ignore[no-untyped-call]
