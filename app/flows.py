@@ -12,6 +12,7 @@ from app.openapi import documented
 from app.schemas import RegisterLinkBody, RetrievalBody, StartedSessionOut
 from app.services import services
 from app.validation import parse_body
+from app.webhooks import destinations_for
 from mfa.clock import now_ms
 from mfa.session import NewSession, SessionStatus
 
@@ -46,6 +47,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
             "Set the sealing keys (and LINKS_ENABLED) to let this service hold bank credentials.",
         )
     body = parse_body(RegisterLinkBody)
+    destinations = destinations_for(body.callback_url)
     secret, secret_hash = new_client_secret()
     new = NewSession(
         status=SessionStatus.REGISTERING,
@@ -54,6 +56,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
         expiry_seconds=settings.call_deadline_seconds,
         external_ref=body.external_ref,
         sealed_credentials=svc.secrets.store(json.dumps(body.belvo_fields(), separators=(",", ":")).encode()),
+        webhooks=destinations,
     )
     return _start(new, secret)
 
@@ -67,6 +70,7 @@ def register_link() -> tuple[Response, int, dict[str, str]]:
 def start_retrieval() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
     body = parse_body(RetrievalBody)
+    destinations = destinations_for(body.callback_url)
     secret, secret_hash = new_client_secret()
     new = NewSession(
         status=SessionStatus.RETRIEVING,
@@ -77,5 +81,6 @@ def start_retrieval() -> tuple[Response, int, dict[str, str]]:
         external_ref=body.external_ref,
         save_data=body.save_data,
         request=body.belvo_fields(),
+        webhooks=destinations,
     )
     return _start(new, secret)

@@ -26,8 +26,10 @@ def documented(
     responses: dict[int, type[BaseModel] | None],
     auth: str | None = "bearer",
     headers: dict[str, str] | None = None,
+    query: type[BaseModel] | None = None,
 ) -> Callable[[View], View]:
-    """Attach what the OpenAPI document says of a view: its body, answers, auth and headers."""
+    """Attach what the OpenAPI document says of a view: its body, query parameters, answers, auth and
+    headers. A `query` model's fields must have inline schemas (Literal, not Enum)."""
 
     def attach(view: View) -> View:
         view.openapi = {  # type: ignore[attr-defined]
@@ -36,6 +38,7 @@ def documented(
             "responses": responses,
             "auth": auth,
             "headers": headers or {},
+            "query": query,
         }
         return view
 
@@ -111,6 +114,12 @@ def _operation(rule: Any, spec: dict[str, Any], ref: dict[Any, Any]) -> dict[str
         }
         for name, text in spec["headers"].items()
     ]
+    if spec["query"] is not None:
+        schema = spec["query"].model_json_schema()
+        params += [
+            {"name": name, "in": "query", "required": name in schema.get("required", []), "schema": prop}
+            for name, prop in schema["properties"].items()
+        ]
     if params:
         op["parameters"] = params
     if spec["auth"]:

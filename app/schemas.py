@@ -21,6 +21,18 @@ from mfa.belvo import DataResource, Resource
 from mfa.pause import TokenRequired, first_of_list
 from mfa.session import Outcome, SessionStatus
 
+CallbackUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(
+        description=(
+            "Where this session's webhook events go, besides WEBHOOK_URL: an https URL (http only with "
+            "WEBHOOK_ALLOW_HTTP=1) whose host is a public address (else 422)"
+        ),
+        json_schema_extra={"format": "uri"},
+    ),
+]
+
 
 class CreateSessionBody(BaseModel):
     """`POST /v1/sessions`: a 428 body as Belvo sent it, and where to resume it."""
@@ -38,6 +50,7 @@ class CreateSessionBody(BaseModel):
         None, description="Sent on a data resource's resume; ignored for links, whose resume has none"
     )
     external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+    callback_url: CallbackUrl | None = None
 
 
 class TokenBody(BaseModel):
@@ -122,12 +135,13 @@ class RegisterLinkBody(BaseModel):
         Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=20)] | None
     ) = None
     external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+    callback_url: CallbackUrl | None = None
 
     def belvo_fields(self) -> dict[str, Any]:
         """The body Belvo's register call takes, secrets revealed: only for sealing, never for logs."""
         out: dict[str, Any] = {}
         for name, value in self:
-            if value is None or name == "external_ref":
+            if value is None or name in ("external_ref", "callback_url"):
                 continue
             out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
         return out
@@ -143,6 +157,7 @@ class RetrievalBody(BaseModel):
     date_to: IsoDate | None = Field(None, description="Not before date_from")
     save_data: StrictBool | None = None
     external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+    callback_url: CallbackUrl | None = None
 
     @field_validator("date_to")
     @classmethod
@@ -153,8 +168,10 @@ class RetrievalBody(BaseModel):
         return value
 
     def belvo_fields(self) -> dict[str, Any]:
-        """The body Belvo's data call takes (`resource` and our `external_ref` left out)."""
-        return self.model_dump(mode="json", exclude={"resource", "external_ref"}, exclude_none=True)
+        """The body Belvo's data call takes (`resource` and our `external_ref`, `callback_url` left out)."""
+        return self.model_dump(
+            mode="json", exclude={"resource", "external_ref", "callback_url"}, exclude_none=True
+        )
 
 
 class StartedSessionOut(CreatedSessionOut):

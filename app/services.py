@@ -1,4 +1,4 @@
-"""What the factory wires once per process and every view shares: settings, Redis and the store."""
+"""What the factory wires once per process and every view shares: settings, Redis, the store, the outbox."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import current_app
 from redis import Redis
 
 from mfa.connections import Role, connect
+from mfa.outbox import Outbox
 from mfa.sealing import AtRest, Opener, Sealer
 from mfa.settings import Settings
 from mfa.store import SessionStore
@@ -27,6 +28,7 @@ class Services:
     secrets: AtRest
     # Opens the results the worker sealed for API-key reads: RESULT_PRIVATE_KEYS.
     results: AtRest
+    outbox: Outbox
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -44,6 +46,7 @@ class Services:
             SessionStore.for_settings(settings, redis),
             secrets=AtRest(sealer=Sealer.from_text(public) if public else None),
             results=AtRest(opener=Opener.from_text(private) if private else None),
+            outbox=Outbox(redis, settings.session_retention_seconds),
         )
 
 

@@ -21,6 +21,7 @@ from app.openapi import documented
 from app.schemas import CreatedSessionOut, CreateSessionBody, SessionOut, TokenBody
 from app.services import services
 from app.validation import parse_body, read_json
+from app.webhooks import destinations_for
 from mfa.clock import now_ms
 from mfa.sealing import Unsealable
 from mfa.session import Audience, MfaSession, NewSession, SessionStatus
@@ -41,6 +42,7 @@ def create_session() -> tuple[Response, int, dict[str, str]]:
     require_api_key()
     body = parse_body(CreateSessionBody)
     pause = body.token_required
+    destinations = destinations_for(body.callback_url)
     secret, secret_hash = new_client_secret()
     now = now_ms()
     session = services().store.create(
@@ -54,6 +56,7 @@ def create_session() -> tuple[Response, int, dict[str, str]]:
             belvo_session=pause.session,
             challenge=pause.challenge(),
             save_data=body.save_data,
+            webhooks=destinations,
         ),
         now,
     )

@@ -70,6 +70,11 @@ def read_json() -> object:
     return value
 
 
+def parse_query(model: type[M]) -> M:
+    """Validate the query string against `model` (the first value of each name); errors become 422."""
+    return model.model_validate(request.args.to_dict())
+
+
 def parse_body(model: type[M]) -> M:
     """Validate the JSON body against `model`; pydantic errors become 422 `validation_error`."""
     return model.model_validate(read_json())

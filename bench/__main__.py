@@ -25,9 +25,10 @@ from bench.profile import PY_SPY
 from bench.report import Run, write_all
 from bench.stack import WEB_THREADS, WEB_WORKERS, running, service_env
 from bench.throughput import measure_throughput
+from bench.webhooks import measure_webhooks
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("http", "dispatch", "throughput", "memory", "ack")
+PHASES = ("http", "dispatch", "throughput", "memory", "webhooks", "ack")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,19 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             _phase("Redis memory per waiting session", started)
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]
             result.figures += fig.memory_figures(result.memory)
+        if "webhooks" in phases:
+            _phase("webhooks on vs off: dispatch latency, create throughput, memory", started)
+            w = measure_webhooks(
+                stack,
+                redis,
+                sandbox,
+                samples=plan.dispatch_samples,
+                seconds=plan.seconds,
+                conns=plan.conns,
+                rounds=plan.rounds,
+            )
+            print(f"  {w.delivered} webhooks delivered during the dispatch samples")
+            result.figures += fig.webhook_figures(w)
         if "ack" in phases:
             _phase("token POST with REDIS_WAIT_REPLICAS=1 vs off, one replica", started)
             ack = measure_ack(stack, redis, sandbox, samples=plan.ack_samples)

@@ -34,7 +34,7 @@ class DispatchResult:
     baseline_fields_ms: list[float]
 
 
-def _service_sample(http: requests.Session, web: str, sandbox: str, redis: Redis) -> float:
+def service_sample(http: requests.Session, web: str, sandbox: str, redis: Redis) -> float:
     pause, session = paused_session(http, web, sandbox)
     submitted = http.post(
         f"{web}/v1/sessions/{session['id']}/token",
@@ -77,7 +77,7 @@ def measure_dispatch(stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: 
         queue = Queue(BASELINE_QUEUE, connection=redis)
         service, baseline, fields = [], [], []
         for n in range(samples + 3):
-            svc = _service_sample(http, web.url, sandbox.url, redis)
+            svc = service_sample(http, web.url, sandbox.url, redis)
             time.sleep(PAUSE_BETWEEN)
             base, field_ms = _baseline_sample(queue, redis, n)
             time.sleep(PAUSE_BETWEEN)

@@ -9,6 +9,7 @@ from bench.dispatch import DispatchResult
 from bench.http import TARGETS, Pair
 from bench.memory import MemoryResult
 from bench.throughput import ThroughputResult
+from bench.webhooks import WEBHOOK_CREATE_MIN_RATIO, WEBHOOK_DISPATCH_MAX_RATIO, WebhookBenchResult
 
 MAX_SESSION_BYTES = 2048
 DISPATCH_MAX_RATIO = 2.0
@@ -182,4 +183,63 @@ def worker_memory_figures(one: ThroughputResult, many: ThroughputResult) -> list
         fig(f"worker memory after {one.sessions} jobs: python -m worker and children, RSS", after["rss"]),
         fig(f"worker memory after jobs, one of N={many.workers} (one process), RSS", solo[0]["rss"]),
         fig(f"worker memory after jobs, all N={many.workers} workers, total PSS", total_pss * 1024),
+    ]
+
+
+def webhook_figures(r: WebhookBenchResult) -> list[Figure]:
+    """Webhooks on beside webhooks off, in the same run: dispatch latency, create throughput, memory."""
+    on50, off50 = percentile(r.dispatch_ms["on"], 50), percentile(r.dispatch_ms["off"], 50)
+    on99, off99 = percentile(r.dispatch_ms["on"], 99), percentile(r.dispatch_ms["off"], 99)
+    on_rps = max(run.rps for run in r.create["on"])
+    off_rps = max(run.rps for run in r.create["off"])
+    mem_on, mem_off = r.memory_bytes["on"], r.memory_bytes["off"]
+    # Least server CPU per request of the rounds: steadier than req/s on a shared machine.
+    cpu_on = min(run.cpu_ms_per_request for run in r.create["on"])
+    cpu_off = min(run.cpu_ms_per_request for run in r.create["off"])
+    return [
+        Figure(
+            "dispatch latency p50 with webhooks on (baseline: off), idle system",
+            _r(on50, 1),
+            "ms",
+            _r(off50, 1),
+            _r(on50 / off50),
+            f"<= {WEBHOOK_DISPATCH_MAX_RATIO:g}x webhooks off",
+            on50 / off50 <= WEBHOOK_DISPATCH_MAX_RATIO,
+        ),
+        Figure(
+            "dispatch latency p99 with webhooks on (baseline: off)",
+            _r(on99, 1),
+            "ms",
+            _r(off99, 1),
+            _r(on99 / off99),
+            "report",
+            None,
+        ),
+        Figure(
+            "POST /v1/sessions requests/s at saturation with webhooks on (baseline: off)",
+            _r(on_rps, 0),
+            "req/s",
+            _r(off_rps, 0),
+            _r(on_rps / off_rps),
+            f">= {WEBHOOK_CREATE_MIN_RATIO:g}x webhooks off",
+            on_rps / off_rps >= WEBHOOK_CREATE_MIN_RATIO,
+        ),
+        Figure(
+            "POST /v1/sessions server CPU per request with webhooks on (baseline: off)",
+            _r(cpu_on, 3),
+            "ms",
+            _r(cpu_off, 3),
+            _r(cpu_on / cpu_off),
+            "report",
+            None,
+        ),
+        Figure(
+            "Redis memory per waiting session with webhooks on, its first event pending (baseline: off)",
+            _r(mem_on, 0),
+            "B",
+            _r(mem_off, 0),
+            _r(mem_on / mem_off),
+            "report",
+            None,
+        ),
     ]

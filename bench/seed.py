@@ -32,8 +32,11 @@ RETENTION_SECONDS = 86400  # the service's default SESSION_RETENTION_SECONDS
 BATCH = 1000
 
 
-def seed_sessions(redis: Redis, count: int, retention_seconds: int = RETENTION_SECONDS) -> list[str]:
-    """Store `count` awaiting sessions (hash, Belvo index key, expiry entry); returns their ids."""
+def seed_sessions(
+    redis: Redis, count: int, retention_seconds: int = RETENTION_SECONDS, webhooks: tuple[str, ...] = ()
+) -> list[str]:
+    """Store `count` awaiting sessions (hash, Belvo index key, expiry entry; with `webhooks`, their first
+    event too); returns their ids."""
     ids: list[str] = []
     now = int(time.time() * 1000)
     for start in range(0, count, BATCH):
@@ -50,6 +53,7 @@ def seed_sessions(redis: Redis, count: int, retention_seconds: int = RETENTION_S
                     link=str(uuid.uuid4()),
                     belvo_session=secrets.token_hex(16),
                     challenge=CHALLENGE,
+                    webhooks=webhooks,
                 )
                 ids.append(store.create(new, now).id)
             created = pipe.execute()

@@ -70,10 +70,13 @@ _SESSIONS = (
     "zrangebyscore",
     "zrange",  # a session's Idempotency-Keys (app/idempotency.py)
     "zremrangebyscore",
+    "zrevrangebyscore",  # look-ups by external_ref (mfa:ref:*), newest first
+    "zremrangebyrank",  # ... which keep the newest REFS_KEPT
     "zcard",
     "rpush",  # RQ's enqueue
     "lpush",
     "llen",
+    "lrange",  # a webhook event's attempts, read by GET /v1/events
     "sadd",
     "smembers",
     "sismember",
@@ -94,13 +97,12 @@ _WORKER_ONLY = (
     "blpop",
     "lpop",
     "lrem",
-    "lrange",
     "lpos",
     "rename",
     "srem",
     "scard",
-    "zremrangebyrank",
     "hincrbyfloat",
+    "ltrim",  # a webhook event's attempts (mfa:webhook-attempts:*)
     "client|setname",  # RQ names the worker's connection
     "client|info",
     "client|list",  # RQ's fallback where CLIENT INFO is missing

@@ -15,10 +15,23 @@
                       expires with the record. Each entry is announced on the channel mfa:changed
                       ("{id} {version}"), so any web process can follow any session.
   mfa:ack             written before each WAIT, so WAIT covers what its connection wrote (mfa/replicas.py)
+  mfa:ref:{ref}       zset session id -> created_at (ms): the sessions created with this external_ref,
+                      the newest REFS_KEPT; it expires with the last of them (GET /v1/sessions?external_ref=)
+  mfa:outbox          stream, the transactional outbox: one entry {e: event id, t: destination index} per
+                      webhook delivery to make, written in the transaction that makes the change; read
+                      by the workers' deliverers through the consumer group `deliverers`, deleted once settled
+  mfa:webhook:{evt}   hash, one webhook event: what it is, its destinations and their delivery state
+  mfa:webhook-payload:{evt}    string, the event's payload: its source (a session snapshot or data, JSON)
+                      until the first attempt, then the exact bytes sent
+  mfa:webhook-attempts:{evt}   list, every delivery attempt of the event (JSON), newest last
+  mfa:webhooks:{status}        zset event id -> when it got that status (pending, delivered, failed)
+  mfa:webhook-retries zset "{evt} {destination}" -> when its next attempt is due (ms); the sweeper
+                      moves a due one back into mfa:outbox
   mfa:idem:*          Idempotency-Key records and each session's list of them (app/idempotency.py)
   mfa:rl:*            rate-limit counters (app/ratelimit.py)
 
-One Redis instance, not Cluster: the scripts derive the Belvo-session index key from BELVO_PREFIX.
+One Redis instance, not Cluster: the scripts derive the Belvo-session index, external_ref index and
+webhook keys from their prefixes.
 """
 
 from __future__ import annotations
@@ -32,6 +45,15 @@ RETRIES_ZSET = PREFIX + "retries"
 BELVO_PREFIX = PREFIX + "belvo:"
 CHANGES_CHANNEL = PREFIX + "changed"
 ACK_KEY = PREFIX + "ack"
+REF_PREFIX = PREFIX + "ref:"
+REFS_KEPT = 1000  # sessions listed per external_ref, the newest
+OUTBOX_STREAM = PREFIX + "outbox"
+OUTBOX_GROUP = "deliverers"  # the consumer group of every worker's deliverer threads
+WEBHOOK_PREFIX = PREFIX + "webhook:"
+WEBHOOK_PAYLOAD_PREFIX = PREFIX + "webhook-payload:"
+WEBHOOK_ATTEMPTS_PREFIX = PREFIX + "webhook-attempts:"
+WEBHOOK_STATUS_PREFIX = PREFIX + "webhooks:"
+WEBHOOK_RETRIES_ZSET = PREFIX + "webhook-retries"
 
 
 def session_key(session_id: str) -> str:
@@ -62,6 +84,31 @@ def belvo_key(belvo_session: str) -> str:
 def events_key(session_id: str) -> str:
     """The session's change log."""
     return f"{PREFIX}events:{session_id}"
+
+
+def ref_key(external_ref: str) -> str:
+    """The index of the sessions created with one external_ref."""
+    return REF_PREFIX + external_ref
+
+
+def webhook_key(event_id: str) -> str:
+    """A webhook event's hash."""
+    return WEBHOOK_PREFIX + event_id
+
+
+def webhook_payload_key(event_id: str) -> str:
+    """A webhook event's payload (its source, then the bytes sent)."""
+    return WEBHOOK_PAYLOAD_PREFIX + event_id
+
+
+def webhook_attempts_key(event_id: str) -> str:
+    """A webhook event's delivery attempts."""
+    return WEBHOOK_ATTEMPTS_PREFIX + event_id
+
+
+def webhook_status_key(status: str) -> str:
+    """The webhook events with one delivery status."""
+    return WEBHOOK_STATUS_PREFIX + status
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,12 @@ class RecordField(str, Enum):
     ATTEMPTS = "attempts"
     IN_FLIGHT = "in_flight"
     UNANSWERED = "unanswered"
+    WEBHOOKS = "webhooks"  # the URLs its webhook events go to (JSON list), only when it has any
 
 
-# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}): a hash of the client secret
-# and the retrieval's request body are no reader's business.
-SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST})
+# Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}) and webhook events: a hash of the
+# client secret, the retrieval's request body and where webhooks go are no reader's business.
+SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST, RecordField.WEBHOOKS})
 EVENTS_KEPT = 100  # entries kept per session (MAXLEN ~): far more than any session makes
 
 # Outcomes the state machine records by itself; the Lua scripts get them through the generated prelude.
@@ -181,6 +182,7 @@ class MfaSession:
     unanswered: int = 0
     version: int = 1
     request: dict[str, Any] | None = None
+    webhooks: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, h: Mapping[str, str]) -> MfaSession:
@@ -209,6 +211,7 @@ class MfaSession:
             unanswered=int(h.get(f.UNANSWERED, "0")),
             version=int(h.get(f.VERSION, "1")),
             request=_from_json(h.get(f.REQUEST)),
+            webhooks=tuple(_from_json(h.get(f.WEBHOOKS)) or ()),
         )
 
     def to_record(self) -> dict[str, str]:
@@ -236,6 +239,7 @@ class MfaSession:
             f.ATTEMPTS: str(self.attempts) if self.attempts else "",
             f.IN_FLIGHT: "1" if self.in_flight else "",
             f.UNANSWERED: str(self.unanswered) if self.unanswered else "",
+            f.WEBHOOKS: _json(list(self.webhooks)) if self.webhooks else "",
         }
         return {name.value: value for name, value in record.items() if value != ""}
 
@@ -286,6 +290,7 @@ class NewSession:
     save_data: bool | None = None
     request: dict[str, Any] | None = None  # the body of a retrieval's data call
     sealed_credentials: bytes | None = None  # a registration's bank credentials, sealed
+    webhooks: tuple[str, ...] = ()  # where its webhook events go: WEBHOOK_URL and its own callback_url
 
     def build(self, session_id: str, now_ms: int) -> MfaSession:
         """The session record this start makes at `now_ms`."""
@@ -306,4 +311,5 @@ class NewSession:
             expects_user_input=expects_user_input(self.challenge),
             secret_hash=self.secret_hash,
             request=self.request,
+            webhooks=self.webhooks,
         )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlsplit, urlunsplit
 
+from mfa.destinations import DestinationPolicy, UnsafeDestination
 from mfa.errors import ConfigError
 from mfa.sealing import MalformedKey, parse_private_keys, parse_public_key
+from mfa.webhooks import WebhookSettings
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -17,7 +19,13 @@ MIN_API_KEY_LENGTH = 32
 # Variables each process must not hold: the other's secrets (compose, make dev and every test stack
 # give each process only its own; start-up refuses the keys that would open the other's sealed data).
 WEB_WITHHELD = frozenset(
-    {"BELVO_SECRET_ID", "BELVO_SECRET_PASSWORD", "SEALING_PRIVATE_KEYS", "RESULT_PUBLIC_KEY"}
+    {
+        "BELVO_SECRET_ID",
+        "BELVO_SECRET_PASSWORD",
+        "SEALING_PRIVATE_KEYS",
+        "RESULT_PUBLIC_KEY",
+        "WEBHOOK_SECRETS",
+    }
 )
 WORKER_WITHHELD = frozenset({"API_KEYS", "RESULT_PRIVATE_KEYS", "SEALING_PUBLIC_KEY"})
 # Shown as *** in a repr (a Redis URL shows with its password masked).
@@ -129,6 +137,7 @@ class Settings:
     call_deadline_seconds: int = 900
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # Redis beyond REDIS_URL: Sentinel, TLS files, and the replicas a submission waits for (README).
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_username: str = ""
@@ -191,6 +200,7 @@ class Settings:
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            webhooks=WebhookSettings.from_env(env),
             redis_sentinels=_addresses("REDIS_SENTINELS", env.get("REDIS_SENTINELS", "")),
             redis_sentinel_username=env.get("REDIS_SENTINEL_USERNAME", "").strip(),
             redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD", ""),
@@ -215,6 +225,20 @@ class Settings:
             raise ConfigError("REDIS_TLS_* files are set but REDIS_URL is not rediss://")
         if self.redis_sentinels and scheme == "unix":
             raise ConfigError("REDIS_SENTINELS needs REDIS_URL=redis://[user:password@]SERVICE[/db]")
+        return self
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        """Where webhooks may go (WEBHOOK_ALLOW_HTTP, WEBHOOK_ALLOW_PRIVATE)."""
+        return DestinationPolicy(self.webhooks.allow_http, self.webhooks.allow_private)
+
+    def require_webhook_url(self) -> Settings:
+        """Fail start-up when WEBHOOK_URL is set but could never receive a webhook."""
+        if self.webhooks.url:
+            try:
+                self.destination_policy.check_url(self.webhooks.url)
+            except UnsafeDestination as exc:
+                raise ConfigError(f"WEBHOOK_URL: {exc}") from None
         return self
 
     def __repr__(self) -> str:
@@ -251,7 +275,12 @@ class Settings:
             raise ConfigError("API_KEYS is required: a comma-separated list of backend API keys")
         if any(len(key) < MIN_API_KEY_LENGTH for key in self.api_keys):
             raise ConfigError(f"API_KEYS: every key must be at least {MIN_API_KEY_LENGTH} characters long")
-        return replace(self, belvo_secret_id="", belvo_secret_password="", result_public_key="")
+        self.require_webhook_url()
+        # The web records where each session's webhooks go; it never signs them.
+        webhooks = replace(self.webhooks, secrets=())
+        return replace(
+            self, belvo_secret_id="", belvo_secret_password="", result_public_key="", webhooks=webhooks
+        )
 
     def require_worker(self) -> Settings:
         """Fail start-up of the worker unless it can reach and authenticate to Belvo.
@@ -278,6 +307,9 @@ class Settings:
             raise ConfigError(
                 "the worker needs SEALING_PRIVATE_KEYS and RESULT_PUBLIC_KEY together, or neither"
             )
+        self.require_webhook_url()
+        if self.webhooks.url and not self.webhooks.secrets:
+            raise ConfigError("WEBHOOK_URL needs WEBHOOK_SECRETS on the worker: whsec_ secrets to sign with")
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
         return replace(self, api_keys=(), sealing_public_key="")

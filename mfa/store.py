@@ -2,7 +2,8 @@
 
 Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   create          -> awaiting_token (a 428 the backend got), or
-                  -> registering | retrieving (MULTI, enqueues the first call's job in the same transaction)
+                  -> registering | retrieving (MULTI, enqueues the first call's job in the same transaction);
+                  either lists the session under its external_ref (mfa:ref:{ref}) in the same transaction
   submit_token    awaiting_token -> submitted (WATCH/MULTI, enqueues the resume job in the same transaction)
   cancel          awaiting_token -> cancelled
   expire_due      awaiting_token | calling with no call in flight -> expired (failed if calls were tried)
@@ -15,6 +16,9 @@ Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   abort           calling -> failed, when the job raised
 "Calling" (mfa.session.CALLING_STATUSES) is submitted, registering or retrieving: a session with an
 upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
+A session with webhook destinations also gets, from the same script, the webhook event of each change
+that makes one (mfa/outbox.lua, mfa/webhooks.py EVENT_BY_STATUS): creation awaiting a token, each next
+step, and each end.
 """
 
 from __future__ import annotations
@@ -147,6 +151,10 @@ class SessionStore:
             pipe.zadd(EXPIRY_ZSET, {session.id: session.expires_at_ms})
             if new.sealed_credentials is not None:
                 pipe.set(creds_key(session.id), new.sealed_credentials, px=session.expires_at_ms - now_ms)
+            if session.external_ref is not None:
+                self._t.index_ref(
+                    SessionKeys.of(session.id), **self._common(session.id, now_ms), ttl=ttl_ms, client=pipe
+                )
             self.dispatcher.enqueue(pipe, session, now_ms=now_ms)
             pipe.execute()
         return session

@@ -3,7 +3,8 @@
 -- Each section "-- @name(param, ...)" is one script. mfa/scripts.py prepends to each:
 --   the generated tables F (hash field names, from mfa.session.RecordField), S (statuses),
 --   CALLING (the statuses with an upstream call to make or in flight) and OUTCOME (the outcomes the
---   state machine records by itself, as JSON), then the prelude below, then one local per parameter
+--   state machine records by itself, as JSON), the outbox's names and its library (mfa/outbox.lua:
+--   add_webhook), then the prelude below, then one local per parameter
 --   (`local step, attempt = ARGV[5], ARGV[6]`), so scripts and their callers share names, not positions.
 -- KEYS: the session's keys, mfa.keys.SessionKeys: H hash, T MFA token, EXP expiry zset,
 --       LEASES leases zset, CREDS sealed credentials, RETRIES retries zset, EVENTS change log,
@@ -28,21 +29,60 @@ local function touch(...)
   redis.call('HSET', H, F.updated_at, now, ...)
 end
 
--- Log the record as it now is (mfa:events:{id}, entry 0-{version}, expiring with the record) and
--- announce it; the transaction that changed the record writes its event, or neither happens.
-local function emit()
+-- The record as readers may see it: field/value pairs, SNAPSHOT_EXCLUDED left out.
+local function snapshot()
   local record = redis.call('HGETALL', H)
-  local snapshot = {}
+  local pairs_ = {}
   for i = 1, #record, 2 do
     if not SNAPSHOT_EXCLUDED[record[i]] then
-      snapshot[#snapshot + 1] = record[i]
-      snapshot[#snapshot + 1] = record[i + 1]
+      pairs_[#pairs_ + 1] = record[i]
+      pairs_[#pairs_ + 1] = record[i + 1]
     end
   end
+  return pairs_
+end
+
+-- The backend's webhook event for the record as it now is, when the session has destinations and its
+-- status makes an event (mfa.webhooks.EVENT_BY_STATUS): written by the script that made the change.
+local function notify(snap)
+  local destinations, status = get(F.webhooks), get(F.status)
+  if not destinations or not EVENT_BY_STATUS[status] then
+    return
+  end
+  local record = {}
+  snap = snap or snapshot()
+  for i = 1, #snap, 2 do
+    record[snap[i]] = snap[i + 1]
+  end
   local version = get(F.version)
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_KEPT, '0-' .. version, unpack(snapshot))
+  local event = 'evt_' .. (string.gsub(id, '^mfa_', '')) .. '_' .. version
+  add_webhook(event, EVENT_BY_STATUS[status], id, version, get(F.step), now, 'record', cjson.encode(record),
+    destinations, now, retention)
+end
+
+-- Log the record as it now is (mfa:events:{id}, entry 0-{version}, expiring with the record), announce
+-- it, and write its webhook event; the transaction that changed the record writes these, or none happens.
+local function emit()
+  local snap = snapshot()
+  local version = get(F.version)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_KEPT, '0-' .. version, unpack(snap))
   redis.call('PEXPIRE', EVENTS, redis.call('PTTL', H))
   redis.call('PUBLISH', CHANGES_CHANNEL, id .. ' ' .. version)
+  notify(snap)
+end
+
+-- List the session under its external_ref (newest REFS_KEPT), the list living as long as its last session.
+local function keep_ref(ttl)
+  local ref = get(F.external_ref)
+  if not ref or ref == '' then
+    return
+  end
+  local key = REF_PREFIX .. ref
+  redis.call('ZADD', key, get(F.created_at), id)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(REFS_KEPT + 1))
+  if redis.call('PTTL', key) < tonumber(ttl) then
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
 
 -- End the session for good: forget its secrets, leave the work lists, keep the record for `retention`.
@@ -72,12 +112,16 @@ end
 
 -- @create(belvo_session, expires_at, ttl, ...)
 -- A session paused on a 428 the backend got; `...` is the record, field/value pairs. 0 on a duplicate.
+-- Its first step's webhook event (session.awaiting_token, version 1) is written here too; creation is
+-- not logged in EVENTS (the record is the first state).
 if not redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl) then
   return 0
 end
 redis.call('HSET', H, unpack(ARGV, VARARGS))
 redis.call('PEXPIRE', H, ttl)
 redis.call('ZADD', EXP, expires_at, id)
+keep_ref(ttl)
+notify()
 return 1
 
 -- @cancel()
@@ -210,6 +254,7 @@ redis.call('ZADD', EXP, expires_at, id)
 redis.call('PEXPIRE', H, ttl)
 -- NX: never take over another session's index (Belvo reusing a session id would be its bug, not ours).
 redis.call('SET', belvo_prefix .. belvo_session, id, 'NX', 'PX', ttl)
+keep_ref(ttl)
 emit()
 return opened
 
@@ -236,4 +281,9 @@ if get(F.in_flight) == '1' then
 else
   close(S.failed, OUTCOME.internal)
 end
+return 1
+
+-- @index_ref(ttl)
+-- Lists a session created in a MULTI (mfa.store.SessionStore.create) under its external_ref.
+keep_ref(ttl)
 return 1

@@ -24,9 +24,11 @@ import sandbox as sandbox_app
 from app import create_app
 from mfa.clock import now_ms
 from mfa.connections import Role, connect
+from mfa.outbox import Outbox
 from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
+from worker.deliverer import build_delivery, deliver_pending
 from worker.sweeper import sweep_once
 
 BASE = "http://localhost"
@@ -49,7 +51,8 @@ class Reply:
 
 class JobRunner:
     """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker,
-    connected as the worker process connects (its own ACL user)."""
+    connected as the worker process connects (its own ACL user), then every webhook delivery the outbox
+    holds (when WEBHOOK_SECRETS is set)."""
 
     def __init__(self, settings: Settings) -> None:
         redis = connect(settings, Role.WORKER)
@@ -57,10 +60,17 @@ class JobRunner:
         self.runner = runtime.build_runner(settings, redis)
         runtime.install(self.runner)
         self.queue = Queue(settings.resume_queue, connection=redis)
+        self.outbox = Outbox(redis, settings.session_retention_seconds)
+        self.delivery = build_delivery(settings, redis)
 
     def run_due(self) -> None:
-        """Sweep (expiries, lapsed leases, due retries), then work the queue until it is empty."""
-        sweep_once(self.runner.store, now_ms())
+        """Sweep (expiries, lapsed leases, due retries), work the queue until it is empty, send webhooks."""
+        sweep_once(self.runner.store, now_ms(), self.outbox)
+        self._work()
+        if self.delivery is not None:
+            deliver_pending(self.delivery, "in-process")
+
+    def _work(self) -> None:
         if not self.queue.count:
             return
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -19,6 +19,13 @@ API_KEY = "test-api-key-0123456789abcdef-0123"  # API keys are at least 32 chara
 SECOND_API_KEY = "test-api-key-rotated-fedcba9876543210"
 BELVO_SECRET_ID = "sandbox-secret-id"
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+# A Standard Webhooks signing secret (whsec_ + base64 of 32 bytes), and a receiver's settings on loopback.
+WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNpZ25pbmcta2V5LTMyLWJ5dGVzIQ=="
+WEBHOOK_LOOPBACK_ENV = {
+    "WEBHOOK_SECRETS": WEBHOOK_SECRET,
+    "WEBHOOK_ALLOW_HTTP": "1",  # a test receiver speaks plain HTTP
+    "WEBHOOK_ALLOW_PRIVATE": "1",  # on 127.0.0.1
+}
 # Fixed sealing key pairs (python -m mfa.sealing): the web seals tokens and credentials to
 # SEALING_PUBLIC_KEY and opens results with RESULT_PRIVATE_KEYS; the worker holds the other halves.
 SEALING_PUBLIC_KEY = "mfa-pk-TyTRb1tOWb3nQL4xsm5lKiGmECsxHvrsQcRwK81PPGo"

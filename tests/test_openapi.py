@@ -128,6 +128,10 @@ def test_every_answer_keeps_to_the_document(
         # A generated id names no session (404 only); a real one reaches 200, 202, 409 and 422 answers.
         # Negative cases keep theirs: what they send must stay invalid.
         case.path_parameters["session_id"] = api.created(sandbox.pause())["id"]
+    if positive and isinstance(case.body, dict):
+        # Whether a callback_url is accepted depends on where its host resolves (no webhooks to private
+        # addresses: tests/test_webhooks.py), a fact no schema can state; negative cases keep theirs.
+        case.body.pop("callback_url", None)
     # Default checks: not_a_server_error, status_code_conformance, content_type_conformance,
     # response_headers_conformance, response_schema_conformance, and the negative-data checks.
     TEST_APP.app = api.app

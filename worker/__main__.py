@@ -1,4 +1,5 @@
-"""Worker entry point: an RQ worker on the resume queue, with our sweeper (expiry, recovery, retries).
+"""Worker entry point: an RQ worker on the resume queue, with our sweeper (expiry, recovery, retries)
+and the webhook deliverer (threads of its own: worker/deliverer.py).
 
     python -m worker [--name NAME] [--burst]
 
@@ -19,6 +20,8 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
+import secrets
 import sys
 import time
 from types import FrameType
@@ -32,9 +35,11 @@ from mfa.connections import Role, connect
 from mfa.dispatch import ALL_PATHS
 from mfa.errors import ConfigError
 from mfa.logs import configure_logging
+from mfa.outbox import Outbox
 from mfa.settings import Settings
 from mfa.store import SessionStore
 from worker import runtime
+from worker.deliverer import Deliverer, build_delivery
 from worker.stranded import requeue_stranded
 from worker.sweeper import Sweeper
 
@@ -109,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     queue = Queue(settings.resume_queue, connection=redis)
     runtime.install(runtime.build_runner(settings, redis))
     # The sweeper thread gets a client of its own, so its blocking calls never queue behind a job's.
+    sweeping = connect(settings, Role.SWEEPER)
     sweeper = Sweeper(
-        SessionStore.for_settings(settings, connect(settings, Role.SWEEPER)), settings.sweep_interval_seconds
+        SessionStore.for_settings(settings, sweeping),
+        settings.sweep_interval_seconds,
+        Outbox(sweeping, settings.session_retention_seconds),
     )
     sweeper.start()
+    deliverer = _start_deliverer(settings, args.name)
     restarts = 0
     cut_off: list[str] = []  # the job a Redis failure interrupted in this process
     try:
@@ -143,7 +152,22 @@ def main(argv: list[str] | None = None) -> int:
             restarts += 1
     finally:
         sweeper.stop()
+        if deliverer is not None:
+            deliverer.stop(settings.webhooks.timeout_seconds + 2)
     return 0
+
+
+def _start_deliverer(settings: Settings, name: str | None) -> Deliverer | None:
+    """The webhook deliverer's threads, on a Redis client of their own; None without WEBHOOK_SECRETS."""
+    runner = build_delivery(settings, connect(settings, Role.SWEEPER))
+    if runner is None:
+        log.info("webhooks: WEBHOOK_SECRETS is not set; events wait in the outbox for a worker that has it")
+        return None
+    hooks = settings.webhooks
+    consumer = name or f"worker-{os.getpid()}-{secrets.token_hex(3)}"
+    deliverer = Deliverer(runner, consumer, hooks.concurrency, hooks.claim_idle_ms)
+    deliverer.start()
+    return deliverer
 
 
 if __name__ == "__main__":

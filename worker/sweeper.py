@@ -1,9 +1,10 @@
 """Acts on what time has made due, without scanning keys: expiries, dead workers' calls, and retries.
 
-Reads three sorted sets by score up to now (mfa:expiry, mfa:leases, mfa:retries); each action is an
-atomic transition, so the sweepers of several worker processes can run at once without harm. Retries
-live here rather than in RQ's scheduler: that scheduler runs as one lock-holding process per queue,
-and a SIGKILLed holder or a Redis outage stalls every delayed job until RQ's maintenance notices.
+Reads four sorted sets by score up to now (mfa:expiry, mfa:leases, mfa:retries, mfa:webhook-retries);
+each action is an atomic script, so the sweepers of several worker processes can run at once without
+harm. Retries live here rather than in RQ's scheduler: that scheduler runs as one lock-holding process
+per queue, and a SIGKILLed holder or a Redis outage stalls every delayed job until RQ's maintenance
+notices. A due webhook retry goes back into the outbox stream, where any worker's deliverer takes it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import threading
 from redis.exceptions import RedisError
 
 from mfa.clock import now_ms
-from mfa.keys import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET
+from mfa.keys import EXPIRY_ZSET, LEASES_ZSET, RETRIES_ZSET, WEBHOOK_RETRIES_ZSET
+from mfa.outbox import Outbox
 from mfa.store import SessionStore
 
 log = logging.getLogger(__name__)
 BATCH = 500
 
 
-def sweep_once(store: SessionStore, now: int) -> tuple[int, int, int]:
-    """One pass: returns (sessions closed by expiry, calls recovered from dead workers, retries enqueued)."""
+def sweep_once(store: SessionStore, now: int, outbox: Outbox | None = None) -> tuple[int, int, int]:
+    """One pass: returns (sessions closed by expiry, calls recovered from dead workers, retries enqueued);
+    with `outbox`, due webhook retries are put back into it too."""
     expired = recovered = retried = 0
     while True:
         due = store.due(EXPIRY_ZSET, now, BATCH)
@@ -37,22 +40,25 @@ def sweep_once(store: SessionStore, now: int) -> tuple[int, int, int]:
             log.warning("session %s: worker died mid-call; closed as upstream_outcome_unknown", session_id)
     for session_id in store.due(RETRIES_ZSET, now, BATCH):
         retried += store.promote_retry(session_id, now)
+    if outbox is not None:
+        for member in store.due(WEBHOOK_RETRIES_ZSET, now, BATCH):
+            outbox.promote(member, now)
     return expired, recovered, retried
 
 
 class Sweeper(threading.Thread):
     """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages."""
 
-    def __init__(self, store: SessionStore, interval: float) -> None:
+    def __init__(self, store: SessionStore, interval: float, outbox: Outbox | None = None) -> None:
         super().__init__(name="mfa-sweeper", daemon=True)
-        self.store, self.interval = store, interval
+        self.store, self.interval, self.outbox = store, interval, outbox
         self.stopping = threading.Event()
 
     def run(self) -> None:
         wait = self.interval
         while not self.stopping.wait(wait):
             try:
-                expired, _, _ = sweep_once(self.store, now_ms())
+                expired, _, _ = sweep_once(self.store, now_ms(), self.outbox)
                 if expired:
                     log.info("sweeper: %d session(s) expired", expired)
                 wait = self.interval

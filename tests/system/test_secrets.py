@@ -1,8 +1,9 @@
 """Secrets hygiene: after every flow, no MFA token, client secret, API key, Belvo password, bank
-credential or bank data of Belvo's results appears in any log line of the web and worker, in any Redis
-key or value (RQ's job data included, decompressed), or anywhere in Redis's append-only file, which
-keeps every write, deleted keys included. And neither process holds a key that opens what the other
-sealed: the web cannot open a token or credentials, the worker cannot open a stored result."""
+credential, webhook signing secret or bank data of Belvo's results appears in any log line of the web
+and worker, in any Redis key or value (RQ's job data included, decompressed), or anywhere in Redis's
+append-only file, which keeps every write, deleted keys included; no secret or token is in any webhook
+sent. And neither process holds a key that opens what the other sealed: the web cannot open a token or
+credentials, the worker cannot open a stored result."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from devstack.processes import children, wait_for
 from mfa.keys import creds_key, result_key, token_key
 from mfa.sealing import MalformedKey, Opener, Unsealable
 from mfa.settings import Settings
+from tests.receiver import Receiver, receiving
 from tests.stack import Stack, build_stack
 from tests.support import (
     API_KEY,
@@ -30,6 +32,8 @@ from tests.support import (
     RESULT_PRIVATE_KEY,
     SEALING_PRIVATE_KEY,
     SECOND_API_KEY,
+    WEBHOOK_LOOPBACK_ENV,
+    WEBHOOK_SECRET,
     inflated,
     redis_values,
 )
@@ -39,9 +43,16 @@ OWNER_NAME = "Valeria Gómez Ruiz"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """gunicorn with two processes and one `python -m worker`, as the Procfile runs them."""
-    with build_stack(tmp_path_factory.mktemp("secrets"), web_workers=2, workers=1) as st:
+def receiver() -> Iterator[Receiver]:
+    with receiving() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Stack]:
+    """gunicorn with two processes and one `python -m worker`, as the Procfile runs them; webhooks on."""
+    env = {**WEBHOOK_LOOPBACK_ENV, "WEBHOOK_URL": f"{receiver.url}/hook"}
+    with build_stack(tmp_path_factory.mktemp("secrets"), env, web_workers=2, workers=1) as st:
         yield st
 
 
@@ -82,8 +93,9 @@ def _rq_idle(client: Redis) -> bool:
     )
 
 
-def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
-    """Drive every flow with distinctive secrets, then search the web and worker logs and all of Redis."""
+def test_no_secret_reaches_a_log_line_or_redis(stack: Stack, receiver: Receiver) -> None:
+    """Drive every flow with distinctive secrets, then search the web and worker logs, all of Redis and
+    every webhook sent."""
     api, sandbox, redis = stack.api, stack.sandbox, stack.redis
     web, worker = stack.web, stack.workers[0]
     assert api is not None and web is not None
@@ -95,6 +107,8 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
         SEALING_PRIVATE_KEY,
         RESULT_PRIVATE_KEY,
         bank_password,
+        WEBHOOK_SECRET,
+        WEBHOOK_SECRET.removeprefix("whsec_"),
     }
     tokens = {"111111", "999999", "738291"}  # the sandbox decides by these; 738291 is rejected
     job_args: list[tuple] = []
@@ -182,6 +196,11 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack) -> None:
         assert not [v for v in dump if secret.encode() in v], f"a secret is in Redis: {secret[:6]}..."
     assert not [line for line in lines if token_pattern.search(line.encode())], "an MFA token is logged"
     assert not [v for v in dump if token_pattern.search(v)], "an MFA token is in Redis or its AOF"
+    sent = [r.body + repr(r.headers).encode() for r in receiver.on("/hook")]
+    assert len(sent) >= 10, "every flow above made webhook events"
+    for secret in secrets:
+        assert not [b for b in sent if secret.encode() in b], f"a secret is in a webhook: {secret[:6]}..."
+    assert not [b for b in sent if token_pattern.search(b)], "an MFA token is in a webhook"
 
 
 def test_neither_process_holds_a_key_that_opens_the_others_sealed_data(stack: Stack) -> None:
