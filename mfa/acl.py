@@ -122,6 +122,7 @@ _WORKER_ONLY = (
     "xdel",
     "xinfo|groups",
     "xinfo|stream",
+    "xinfo|consumers",  # the outbox finds dead deliverers (mfa/outbox.lua)
 )
 
 
