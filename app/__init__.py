@@ -44,12 +44,13 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the route modules."""
-    from app import flows, health, openapi, sessions, webhooks
+    from app import flows, health, link_events, openapi, sessions, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(sessions.bp)
     app.register_blueprint(flows.bp)
+    app.register_blueprint(link_events.bp)
     app.register_blueprint(webhooks.bp)
 
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from app.schemas import Problem
 
@@ -45,21 +45,27 @@ def documented(
     return attach
 
 
-def _models(app: Flask) -> list[type[BaseModel]]:
-    found: dict[str, type[BaseModel]] = {"Problem": Problem}
+def _models(app: Flask) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Every documented model, with the side it is read on: a request body as it is validated (what
+    a client may send), an answer as it is serialised (what the service sends)."""
+    found: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {"Problem": (Problem, "serialization")}
     for view in app.view_functions.values():
         spec = getattr(view, "openapi", None)
-        for model in [spec and spec["body"], *(spec["responses"].values() if spec else [])]:
+        if spec is None:
+            continue
+        if spec["body"] is not None:
+            found[spec["body"].__name__] = (spec["body"], "validation")
+        for model in spec["responses"].values():
             if model is not None:
-                found[model.__name__] = model
+                found[model.__name__] = (model, "serialization")
     return list(found.values())
 
 
 def build_document(app: Flask) -> dict[str, Any]:
     """Walk the URL map and emit every documented route."""
     models = _models(app)
-    refs, defs = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
-    ref = {m: refs[(m, "serialization")] for m in models}
+    refs, defs = models_json_schema(models, ref_template=_REF)
+    ref = {model: refs[(model, mode)] for model, mode in models}
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         spec = getattr(app.view_functions.get(rule.endpoint), "openapi", None)
@@ -83,7 +89,14 @@ def build_document(app: Flask) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A backend API key, or a session's client secret",
-                }
+                },
+                "belvoWebhook": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "The Authorization value set for webhooks in Belvo's dashboard "
+                    "(BELVO_WEBHOOK_AUTHORIZATION), sent by Belvo with each webhook",
+                },
             },
         },
     }

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
-from uuid import UUID
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -16,11 +15,13 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
-from mfa.belvo import DataResource, Resource
+from mfa.belvo import Resource
 from mfa.pause import TokenRequired, first_of_list
 from mfa.session import Outcome, SessionStatus
 
+ExternalRef = Annotated[str, StringConstraints(max_length=200)]  # the caller's own reference
 CallbackUrl = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2048),
@@ -45,11 +46,17 @@ class CreateSessionBody(BaseModel):
             json_schema_input_type=TokenRequired | Annotated[list[TokenRequired], Field(min_length=1)],
         ),
     ]
-    resource: Resource = "links"
-    save_data: StrictBool | None = Field(
-        None, description="Sent on a data resource's resume; ignored for links, whose resume has none"
+    resource: Resource = Field(
+        "links",
+        description="The collection whose call Belvo paused: the resume PATCHes it. Give the resource of "
+        "the call that got the 428; a data call's 428 resumed as `links` meets Belvo's session_expired.",
     )
-    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+    save_data: StrictBool | None = Field(
+        None,
+        description="Sent on a data resource's resume; ignored for links and investments/portfolios, "
+        "whose resume has none",
+    )
+    external_ref: ExternalRef | None = None
     callback_url: CallbackUrl | None = None
 
 
@@ -116,65 +123,21 @@ Secret = Annotated[SecretStr, Field(min_length=1, max_length=256)]
 Pem = Annotated[SecretStr, Field(min_length=1, max_length=16 * 1024)]
 
 
-class RegisterLinkBody(BaseModel):
-    """`POST /v1/links`: Belvo's register fields; usernames and secrets are SecretStr: no repr shows them."""
+class NoToken(BaseModel):
+    """A body that refuses an MFA `token`: tokens go through a session (POST /v1/sessions/{id}/token),
+    so none is ever stored in a request waiting in Redis."""
 
-    model_config = ConfigDict(extra="forbid")
-    institution: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,100}$")]
-    username: Secret
-    password: Secret
-    username2: Secret | None = None
-    username3: Secret | None = None
-    password2: Secret | None = None
-    username_type: Annotated[str, StringConstraints(max_length=10)] | None = None
-    certificate: Pem | None = None
-    private_key: Pem | None = None
-    access_mode: Literal["single", "recurrent"] | None = None
-    external_id: Annotated[str, StringConstraints(max_length=256)] | None = None
-    fetch_resources: (
-        Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=20)] | None
-    ) = None
-    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
-    callback_url: CallbackUrl | None = None
+    token: SkipJsonSchema[Any] = Field(None, exclude=True, repr=False)
 
-    def belvo_fields(self) -> dict[str, Any]:
-        """The body Belvo's register call takes, secrets revealed: only for sealing, never for logs."""
-        out: dict[str, Any] = {}
-        for name, value in self:
-            if value is None or name in ("external_ref", "callback_url"):
-                continue
-            out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
-        return out
-
-
-class RetrievalBody(BaseModel):
-    """`POST /v1/retrievals`: a data resource, the link, and the resource's own fields (sent as given)."""
-
-    model_config = ConfigDict(extra="allow")
-    resource: DataResource
-    link: UUID
-    date_from: IsoDate | None = None
-    date_to: IsoDate | None = Field(None, description="Not before date_from")
-    save_data: StrictBool | None = None
-    external_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
-    callback_url: CallbackUrl | None = None
-
-    @field_validator("date_to")
+    @field_validator("token")
     @classmethod
-    def _ordered(cls, value: date | None, info: Any) -> date | None:
-        start = info.data.get("date_from")
-        if value is not None and start is not None and value < start:
-            raise ValueError("date_to must not be before date_from")
-        return value
-
-    def belvo_fields(self) -> dict[str, Any]:
-        """The body Belvo's data call takes (`resource` and our `external_ref`, `callback_url` left out)."""
-        return self.model_dump(
-            mode="json", exclude={"resource", "external_ref", "callback_url"}, exclude_none=True
-        )
+    def _no_token(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("not accepted here: an MFA token goes through POST /v1/sessions/{id}/token")
+        return None
 
 
 class StartedSessionOut(CreatedSessionOut):
-    """A session whose first call to Belvo is on its way (status registering or retrieving)."""
+    """A session whose first call to Belvo is on its way (status registering, retrieving or updating)."""
 
     status: SessionStatus

@@ -50,7 +50,7 @@ def create_session() -> tuple[Response, int, dict[str, str]]:
             status=SessionStatus.AWAITING_TOKEN,
             resource=body.resource,
             secret_hash=secret_hash,
-            expiry_seconds=pause.expiry,
+            expiry_seconds=pause.expiry_or(services().settings.default_mfa_expiry_seconds),
             link=str(pause.link),
             external_ref=body.external_ref,
             belvo_session=pause.session,
@@ -75,7 +75,7 @@ def read_session(session_id: str) -> Response:
     if session.reads_expired(now):
         services().store.expire_due(session_id, now)  # make what the reader sees durable
     audience = current_principal().audience
-    if audience is Audience.BACKEND and session.status is SessionStatus.SUCCEEDED:
+    if audience is Audience.BACKEND and session.status.is_final:  # a failed one may list what it found
         session = with_result(session)
     return jsonify(session.public(now, audience))
 

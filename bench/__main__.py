@@ -33,13 +33,16 @@ PHASES = ("http", "dispatch", "throughput", "memory", "webhooks", "ack")
 
 @dataclass(frozen=True)
 class Plan:
-    """How long and how many: the full run stays under ~10 minutes on 2 cores."""
+    """How long and how many: the full run stays under ~15 minutes on 2 cores."""
 
     seconds: float = 10
     conns: int = 32
     rounds: int = 2
     dispatch_samples: int = 200
-    workers: tuple[int, ...] = (1, 4, 16)
+    # One worker process at each WORKER_CONCURRENCY, then today's model: N processes at concurrency 1.
+    concurrency: tuple[int, ...] = (1, 8, 32, 128)
+    processes: tuple[int, ...] = (8, 32, 128)
+    sessions: int = 256
     memory_counts: tuple[int, ...] = (10_000, 100_000)
     ack_samples: int = 300
 
@@ -48,10 +51,15 @@ QUICK = Plan(
     seconds=3,
     rounds=1,
     dispatch_samples=30,
-    workers=(1, 4),
+    concurrency=(1, 8, 128),
+    processes=(8,),
+    sessions=128,
     memory_counts=(1_000, 10_000),
     ack_samples=40,
 )
+# One py-spy profile of a worker at work: at concurrency 8 (4 calls/s) py-spy's own cost stays small, and
+# out of the rows with a target.
+PROFILED_CONCURRENCY = 8
 
 
 def _phase(name: str, started: float) -> None:
@@ -84,21 +92,31 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             print(f"  p50 {fig.percentile(d.service_ms, 50):.1f} ms")
             result.figures += fig.dispatch_figures(result.dispatch)
         if "throughput" in phases:
-            _phase("resume throughput, sandbox at 200 ms", started)
+            _phase("resume throughput and worker memory, sandbox at 2 s", started)
             web = stack.gunicorn("app:create_app()", service_env(redis.url, sandbox.url), "web-throughput")
-            for n in plan.workers:
-                # One profile of the worker is the evidence; N=4 keeps py-spy's share of CPU small.
-                spy = scratch / "profiles" / "worker" if n == 4 else None
-                t = measure_throughput(stack, redis, sandbox, web, workers=n, profile_to=spy)
+            setups = [(1, c) for c in plan.concurrency] + [(n, 1) for n in plan.processes]
+            for processes, concurrency in setups:
+                profiled = processes == 1 and concurrency == PROFILED_CONCURRENCY
+                spy = scratch / "profiles" / "worker" if profiled else None
+                t = measure_throughput(
+                    stack,
+                    redis,
+                    sandbox,
+                    web,
+                    processes=processes,
+                    concurrency=concurrency,
+                    sessions=plan.sessions,
+                    profile_to=spy,
+                )
                 result.throughput.append(t)
                 result.worker_profile = t.profile or result.worker_profile
                 print(
-                    f"  N={n}: {t.per_second:.1f}/s of ideal {t.ideal:.0f}/s, "
-                    f"{t.worker_cpu_ms_per_job:.0f} ms worker CPU per job"
+                    f"  {t.label}: {t.sessions} sessions, {t.per_second:.1f}/s of ideal {t.ideal:.1f}/s, "
+                    f"{t.worker_cpu_ms_per_job:.1f} ms CPU per job, peak PSS {t.pss_peak_kib / 1024:.0f} MiB"
                 )
             stack.stop(web)
             result.figures += fig.throughput_figures(result.throughput)
-            result.figures += fig.worker_memory_figures(result.throughput[0], result.throughput[-1])
+            result.figures += fig.worker_memory_figures(result.throughput)
         if "memory" in phases:
             _phase("Redis memory per waiting session", started)
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]
@@ -137,7 +155,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, check wrk, run, report."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs for development (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs for development (about 4 minutes)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(PHASES)}")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, even through a pipe

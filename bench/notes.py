@@ -5,8 +5,9 @@ from __future__ import annotations
 HOW = """\
 - **Configuration.** As the README recommends: `WEB_CONCURRENCY=2`, `WEB_THREADS=4` (gthread, the
   defaults of `gunicorn.conf.py`), Redis with AOF, and the worker as the Procfile runs it
-  (`python -m worker`: an `rq.SimpleWorker` subclass, jobs run in the worker process, plus the
-  sweeper thread); gunicorn with `preload_app = True`; redis-py with `hiredis` (requirements.txt).
+  (`python -m worker`: an `rq.SimpleWorker` subclass running up to `WORKER_CONCURRENCY` jobs at once in
+  pooled threads, plus the sweeper and lease threads); gunicorn with `preload_app = True`; redis-py with
+  `hiredis` (requirements.txt).
 - **HTTP (the three requests/s figures and their p99).** The service (`app:create_app()`) and a bare
   Flask baseline (`bench/baseline_app.py`) run side by side under gunicorn with the repository's
   `gunicorn.conf.py` and its defaults ({web}), on one shared redis-server (AOF, fsync every second,
@@ -29,16 +30,22 @@ HOW = """\
   machine clock). Baseline: `bench.noop.noop` enqueued on a queue of its own served by a second
   `python -m worker` (the same worker class); the clock runs from
   `enqueue()` returning to the time the job records on its first line.
-- **Resume throughput.** Sandbox `latency_ms=200`; N `python -m worker` processes; 20 x N sessions
-  made through the sandbox and the API first; tokens POSTed by 8 concurrent clients; the clock runs
-  from the first POST to the latest final `updated_at`. Worker CPU per job is the worker processes'
-  CPU (children included, through `cutime`) over the jobs.
+- **Resume throughput.** Sandbox `latency_ms=2000`: every call takes 2 s. Setups: one `python -m worker`
+  at `WORKER_CONCURRENCY` = 1, 8, 32 and 128 (ideal: concurrency / 2 s), then today's model, N processes
+  at concurrency 1 for N = 8, 32 and 128 (ideal: N / 2 s). Each setup gets 256 sessions, or 16 rounds of
+  calls where that is fewer (16 sessions at concurrency 1: 256 calls one at a time would take 8.5
+  minutes to say the same). The sessions are made through the sandbox and the API first; then every
+  token is POSTed at once by 8 concurrent clients; the clock runs from the first POST to the latest
+  final `updated_at`. Worker CPU per job is the worker processes' CPU over the jobs (at concurrency 1
+  it includes the worker's idle polling over a long run). The row at concurrency 8 runs under py-spy.
 - **Redis memory per waiting session.** A redis-server of its own, `FLUSHALL`, `INFO memory`
   `used_memory` before and after storing 10,000 and then (in total) 100,000 sessions with
   `SessionStore.create`: the hash, the Belvo-session index key, the expiry zset entry, and the TTLs
   on both keys; the growth divided by the count.
-- **Worker memory.** `VmRSS` and PSS (`/proc/<pid>/smaps_rollup`: shared pages counted by share) of
-  each `python -m worker` process.
+- **Worker memory.** PSS (`/proc/<pid>/smaps_rollup`: shared pages counted by share) of every worker
+  process of a setup, summed, sampled every 0.2 s through its run (every N/100 s for N processes); the
+  figure is the peak, i.e. the processes with their calls in flight. Per call in flight: the growth
+  from concurrency 1 to the highest concurrency, divided by the extra calls.
 - **What-if** (Redis configuration only, nothing in the code): `CONFIG SET hash-max-listpack-value 256`
   (`hash-max-ziplist-value` before Redis 7), the setting docker-compose.yml runs Redis with.
 """
@@ -101,11 +108,17 @@ by the tables: pass `token_generation_data` through as the validated dict instea
 it again, and make the security headers a `Response` subclass's defaults instead of an
 `after_request` loop.""",
     "worker": """\
-**Left to change.** Jobs now run in the worker process, with their module and context loaded once.
-On 2 cores, N workers reach N / 0.2 s only while a session's whole CPU cost (web, worker, Redis and the
-sandbox together) stays under 2 cores / (N / 0.2 s): 25 ms at N = 16. Past that, more resumes per host
-need concurrency inside a process (threads or asyncio around the upstream call), not more processes,
-and RQ's own per-job bookkeeping (about a dozen Redis commands) becomes the largest part.""",
+**What changed, and what is left.** A worker process now runs up to `WORKER_CONCURRENCY` jobs at once in
+pooled threads (worker/resume_worker.py), so throughput follows calls in flight / Belvo's latency
+instead of processes / latency, and a call in flight costs a thread and two pooled connections instead
+of a process. Each job still goes through RQ's reliable dequeue and bookkeeping; the loop that dequeues
+makes only the round trips it must (BLMOVE and the job's HGETALL): RQ's worker heartbeat and state
+are written when due rather than around every job, and the execution record is made in the job's own
+thread. All the calls of a process share one core (the GIL): at about 6 ms of worker CPU per call,
+one process does about 80 calls/s at half a core, so past that add processes, not concurrency
+(README, Deploy). On this 2-core machine the web tier, the sandbox (a thread per call), Redis and the
+benchmark's own clients share the cores with the worker: where a row falls short of its ideal, the
+machine-busy column says whether the machine, rather than the worker, was the limit.""",
     "memory": """\
 **Left to change.** New session hashes leave out empty fields, which brings the default layout under
 the target. Redis still stores each hash as a full hash table, because the challenge JSON is longer
@@ -125,15 +138,16 @@ What more hosts share, and where the first limit is:
   Redis's single core.
 - **Dispatch latency** does not change with hosts: it is per job (the queue pop is a blocking BLMOVE,
   immediate) plus RQ's bookkeeping before the job starts. It grows only once every worker is busy.
-- **Resume throughput** grows with worker processes only while each host has the CPU for their per-job
-  cost ({job_cpu} ms of worker CPU per job here): the first limit is **worker CPU per host**,
-  not the 200 ms upstream latency. Shared across hosts: Redis (RQ's ~12 commands per job plus the
-  service's two scripts) and Belvo itself (its rate limits). One queue is one Redis list, good for
-  thousands of jobs per second.
+- **Resume throughput** is calls in flight / Belvo's latency while each host has the CPU for the per-call
+  cost ({job_cpu} ms of worker CPU per job at concurrency {top_concurrency} here): the first limit is
+  **worker CPU per host** (one core per process, the GIL), then Belvo's rate limits. Shared across hosts:
+  Redis (RQ's ~12 commands per job plus the service's two scripts) and Belvo itself. One queue is one
+  Redis list, good for thousands of jobs per second.
 - **Redis memory** is shared by every host: sessions x bytes per session ({session_bytes} B measured,
   so about {per_million} GB per million waiting sessions; {packed_bytes} B with compact hashes), plus
   RQ's job hashes while jobs wait. One Redis (not Cluster: the scripts build keys from a prefix) bounds
   it; memory, not CPU, is the first Redis limit for long-waiting sessions.
-- **Worker memory** is per host: N x the RSS of one worker (about {worker_rss} MiB); each worker is
-  one process, so N workers need N x that.
+- **Worker memory** is per host: about {worker_pss} MiB of PSS per worker process, and a little per
+  call in flight ({top_pss} MiB for one process at concurrency {top_concurrency}), where today's model
+  needed a process per call in flight.
 """

@@ -112,13 +112,17 @@ def before_after(figures: list[Figure], before_path: Path) -> list[str]:
 
 
 def _worker_evidence(run: Run) -> list[str]:
-    lines = ["### Dispatch latency and resume throughput", ""]
-    lines.append("| N | sessions/s | ideal | ratio | worker CPU per job | machine busy |")
-    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = ["### Dispatch latency, resume throughput and worker memory", ""]
+    lines.append(
+        "| setup | calls in flight | sessions | sessions/s | ideal | ratio | worker CPU per job "
+        "| peak PSS | machine busy |"
+    )
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for t in run.throughput:
         lines.append(
-            f"| {t.workers} | {t.per_second:.1f} | {t.ideal:.0f} "
-            f"| {t.per_second / t.ideal:.2f} | {t.worker_cpu_ms_per_job:.0f} ms | {t.machine_busy:.0%} |"
+            f"| {t.label} | {t.in_flight} | {t.sessions} | {t.per_second:.1f} | {t.ideal:.1f} "
+            f"| {t.per_second / t.ideal:.2f} | {t.worker_cpu_ms_per_job:.1f} ms "
+            f"| {t.pss_peak_kib / 1024:.0f} MiB | {t.machine_busy:.0%} |"
         )
     lines.append("")
     for d in run.dispatch.values():
@@ -132,7 +136,7 @@ def _worker_evidence(run: Run) -> list[str]:
     if prof is not None:
         lines += [
             "",
-            f"py-spy of one `python -m worker` during the N=4 run ({prof.samples} "
+            f"py-spy of one `python -m worker` at concurrency 8 ({prof.samples} "
             f"GIL-held samples; raw stacks `{prof.raw}`):",
             "",
             "| function, inclusive | share of worker CPU |",
@@ -154,16 +158,28 @@ def _memory_evidence(run: Run) -> list[str]:
 def _scaling_values(run: Run) -> dict[str, str]:
     """The measured numbers the Scaling section quotes ("-" where a phase was left out)."""
     values = dict.fromkeys(
-        ("get_cpu", "job_cpu", "session_bytes", "per_million", "packed_bytes", "worker_rss"), "-"
+        (
+            "get_cpu",
+            "job_cpu",
+            "session_bytes",
+            "per_million",
+            "packed_bytes",
+            "worker_pss",
+            "top_concurrency",
+            "top_pss",
+        ),
+        "-",
     )
     gets = [p for p in run.pairs if p.figure == "get"]
     if gets:
         values["get_cpu"] = f"{gets[0].best('service').cpu_ms_per_request:.2f}"
-    if run.throughput:
-        first, last = run.throughput[0], run.throughput[-1]
-        values["job_cpu"] = f"{first.worker_cpu_ms_per_job:.0f}"
-        solo = [m for m in last.memory_after_kib if m["processes"] == 1] or last.memory_after_kib
-        values["worker_rss"] = f"{solo[0]['rss'] / 1024:.0f}"
+    single = {t.concurrency: t for t in run.throughput if t.processes == 1}
+    if single:
+        busiest = single[max(single)]
+        values["job_cpu"] = f"{busiest.worker_cpu_ms_per_job:.0f}"
+        values["worker_pss"] = f"{single[min(single)].pss_peak_kib / 1024:.0f}"
+        values["top_concurrency"] = str(busiest.concurrency)
+        values["top_pss"] = f"{busiest.pss_peak_kib / 1024:.0f}"
     for m in run.memory:
         largest = m.per_session_bytes[max(m.per_session_bytes)]
         if m.variant == "redis-memory":
@@ -187,7 +203,7 @@ def write_markdown(run: Run, path: Path) -> str:
         "differ by 20% between rounds; server CPU per request (in the table and under each miss) is the "
         "steadier comparison.",
         "",
-        "Run it: `make bench` (full, about 10 min), `make bench BENCH_ARGS=--quick` (about 2 min), or",
+        "Run it: `make bench` (full, about 15 min), `make bench BENCH_ARGS=--quick` (about 4 min), or",
         "`python -m bench --only http,dispatch,throughput,memory` (a subset, written to bench/out/partial/).",
         "Logs, wrk summaries and py-spy stacks of each run stay in bench/out/run-*/.",
         "",

@@ -31,16 +31,27 @@ def fresh_log_dir() -> Path:
     return logs
 
 
-def walkthrough(url: str, api_key: str, sandbox_url: str | None, logs: Path) -> str:
+def walkthrough(url: str, api_key: str, sandbox_url: str | None, logs: Path, webhook_auth: str = "") -> str:
     """The copy-paste tour printed at start-up: register a link that pauses for MFA, then finish it."""
     auth = f'-H "Authorization: Bearer {api_key}"'
     field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])'"
     creds = "mfa_numeric / numeric_code" if sandbox_url else "the end user's bank credentials"
     alt = (
         f"""
-# Already holding a 428 your backend got from Belvo? Hand it over instead of step 1:
+# Already holding a 428 your backend got from Belvo? Hand it over instead of step 1
+# (with belvo-python: API_KEY={api_key} .venv/bin/python examples/backend_handover.py):
 PAUSE=$(curl -s -X POST {sandbox_url}/_sandbox/sessions -d '{{"token_type":"numeric"}}')
 curl -s {auth} {url}/v1/sessions -d "{{\\"token_required\\": $PAUSE}}"
+
+# 5. Re-authentication: when the bank wants the user again, Belvo sends a LINK webhook to
+#    {url}/v1/belvo/webhooks (here the sandbox sends it); the backend reads the link's events
+#    and sends the credentials again, and steps 2-4 finish it.
+LINK=$(curl -s -H "Authorization: Bearer $CS" {url}/v1/sessions/$ID | {field} link)
+curl -s {sandbox_url}/_sandbox/webhooks -H 'Content-Type: application/json' -d "{{\\"link\\": \\"$LINK\\",
+  \\"url\\": \\"{url}/v1/belvo/webhooks\\", \\"authorization\\": \\"{webhook_auth}\\"}}"
+curl -s {auth} {url}/v1/links/$LINK/events
+S=$(curl -s {auth} {url}/v1/links/$LINK/update -d '{{"password": "numeric_code"}}')
+ID=$(echo "$S" | {field} id); CS=$(echo "$S" | {field} client_secret)
 """
         if sandbox_url
         else ""
@@ -89,6 +100,8 @@ def main() -> int:
             RESULT_PUBLIC_KEY=result_public,
             RESULT_PRIVATE_KEYS=result_private,
         )
+    # What Belvo's dashboard would hold: the Authorization header its webhooks carry.
+    env.setdefault("BELVO_WEBHOOK_AUTHORIZATION", "Bearer whk_" + secrets.token_urlsafe(24))
     worker_env: dict[str, str] = {}
     try:
         if not env.get("REDIS_URL"):
@@ -120,7 +133,9 @@ def main() -> int:
         web = start_web(env, logs, port=int(env.get("PORT", "8000")), port_variable="PORT")
         procs.append(web)
         procs.append(start_worker({**env, **worker_env}, logs))
-        print(walkthrough(web.url, api_key, sandbox_url, logs), flush=True)
+        print(
+            walkthrough(web.url, api_key, sandbox_url, logs, env["BELVO_WEBHOOK_AUTHORIZATION"]), flush=True
+        )
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         while not stop["now"] and all(p.alive for p in procs):

@@ -9,7 +9,10 @@ store       SessionStore: the state machine, every transition one atomic Redis o
 dispatch    the web/worker contract: job names, and the Dispatcher that enqueues them
 belvo       BelvoClient: Belvo's HTTP API
 outcomes    what each Belvo answer means for a step, and the retry policy
+registration  a link registered once at Belvo: after an uncertain attempt, find and adopt its link
 steps       one upstream call for one step: claim, call, record
+leases      CallLeases: one thread keeps the leases of all of a process's calls in flight alive
+links       Belvo's webhooks about links, recorded once each (LinkEvents)
 sealing     public-key sealing at rest: tokens and credentials for the worker, results for the web
 nesting     how deeply JSON may nest (request bodies, stored challenges)
 errors      the domain's named errors

@@ -1,14 +1,18 @@
-"""Belvo's HTTP API as this service uses it: register, retrieve, and the resume PATCH."""
+"""Belvo's HTTP API as this service uses it: register, update and look up links, retrieve, resume."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Literal
 
 import requests
+from requests.adapters import HTTPAdapter
 
-# Belvo's resources with a data call and a resume PATCH; `links` has the register call instead.
+# Belvo's resources with a data call that can pause for MFA, resumed by a PATCH of the same collection;
+# `links` has the register (and update) call instead. employment-records has no PATCH in the spec, but
+# its data call can answer 428 and belvo-python's resume PATCHes its collection as for any resource.
 DataResource = Literal[
     "accounts",
     "transactions",
@@ -18,9 +22,21 @@ DataResource = Literal[
     "incomes",
     "recurring-expenses",
     "risk-insights",
+    "employment-records",
+    "investments/portfolios",
 ]
 Resource = Literal["links", DataResource]  # nested Literals flatten: one enum, so errors name `resource`
+# Resumes whose body has no save_data (the spec's PatchBodyWithoutSaveData).
+WITHOUT_SAVE_DATA = frozenset({"links", "investments/portfolios"})
+# What a successful answer's body is, by resource, as the spec gives it; where the spec is inconsistent
+# (incomes: its POST answers one object, its PATCH a list), either. Everything else is a list.
+RESULT_SHAPES: dict[str, tuple[type, ...]] = {
+    "links": (dict,),
+    "investments/portfolios": (dict,),
+    "incomes": (dict, list),
+}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # the default read cap; the worker passes RESULT_MAX_BYTES
+LINKS_PAGE_SIZE = 100
 
 
 class UpstreamUnavailable(Exception):
@@ -45,6 +61,13 @@ def resource_path(resource: str) -> str:
     return f"/api/{resource}/"
 
 
+def well_formed_result(resource: str, body: Any) -> bool:
+    """Whether a 2xx body has the shape Belvo's spec gives the resource (a link object has an id)."""
+    if not isinstance(body, RESULT_SHAPES.get(resource, (list,))):
+        return False
+    return resource != "links" or (isinstance(body, dict) and "id" in body)
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -54,8 +77,25 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def pooled_http(connections: int) -> requests.Session:
+    """An HTTP session for `connections` calls at once: that many kept-alive connections per host, no cookies.
+
+    requests keeps 10 connections per host by default and throws away every one beyond that after its
+    call, so a worker with more calls in flight would reconnect (and redo TLS) for most of them. Every
+    call thread shares this session: its connection pool (urllib3) is thread-safe, and nothing changes
+    the session once built: no cookie is kept (Belvo authenticates each call with basic auth, and a
+    cookie would be shared by every user's calls) and no redirect is followed (BelvoClient.send).
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
 class BelvoClient:
-    """HTTP basic auth, JSON in and out, a timeout on every call."""
+    """HTTP basic auth, JSON in and out, a timeout on every call; safe to share between threads."""
 
     def __init__(
         self,
@@ -90,7 +130,7 @@ class BelvoClient:
             body["link"] = link
         if token is not None:
             body["token"] = token
-        if save_data is not None and resource != "links":
+        if save_data is not None and resource not in WITHOUT_SAVE_DATA:
             body["save_data"] = save_data
         return self.send("PATCH", resource_path(resource), body)
 
@@ -98,17 +138,29 @@ class BelvoClient:
         """POST /api/links/: register a link with the end user's bank credentials."""
         return self.send("POST", "/api/links/", fields)
 
+    def update_link(self, link_id: str, fields: dict[str, Any]) -> UpstreamAnswer:
+        """PUT /api/links/{id}/: new credentials for a link (or the same, to log in again); may answer 428."""
+        return self.send("PUT", f"/api/links/{link_id}/", fields)
+
+    def find_links(self, *, external_id: str, institution: str) -> UpstreamAnswer:
+        """GET /api/links/ filtered by external_id and institution: one page, Belvo's paginated shape."""
+        query = {"external_id": external_id, "institution": institution, "page_size": LINKS_PAGE_SIZE}
+        return self.send("GET", "/api/links/", None, params=query)
+
     def retrieve(self, resource: str, fields: dict[str, Any]) -> UpstreamAnswer:
         """POST /api/{resource}/: retrieve a link's data (`fields` carries `link` and the resource's own)."""
         return self.send("POST", resource_path(resource), fields)
 
-    def send(self, method: str, path: str, body: dict[str, Any]) -> UpstreamAnswer:
+    def send(
+        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None = None
+    ) -> UpstreamAnswer:
         """One HTTP call; transport failures raise UpstreamUnavailable with no request data in it."""
         try:
             resp = self.http.request(
                 method,
                 self.base_url + path,
                 json=body,
+                params=params,
                 auth=self._auth,
                 timeout=self.timeout,
                 headers={"Accept": "application/json"},

@@ -20,9 +20,15 @@ JOBS = {
     SessionStatus.SUBMITTED: "worker.jobs.resume_session",
     SessionStatus.REGISTERING: "worker.jobs.register_link",
     SessionStatus.RETRIEVING: "worker.jobs.retrieve_data",
+    SessionStatus.UPDATING: "worker.jobs.update_link",
 }
 FAILURE_CALLBACK = "worker.jobs.on_job_failure"
 ALL_PATHS = (*JOBS.values(), FAILURE_CALLBACK)
+
+
+def job_timeout_seconds(upstream_timeout_seconds: float) -> int:
+    """RQ's timeout of a call job: one upstream call (connect + read timeouts) plus the Redis work."""
+    return int(upstream_timeout_seconds * 2 + 30)
 
 
 def job_id(session: MfaSession, attempt: int) -> str:
@@ -46,8 +52,7 @@ class Dispatcher:
             JOBS[session.status],
             args=(session.id, session.step, attempt),
             job_id=job_id(session, attempt),
-            # The job must outlive one upstream call (connect + read timeouts) plus the Redis work.
-            job_timeout=int(self.upstream_timeout_seconds * 2 + 30),
+            job_timeout=job_timeout_seconds(self.upstream_timeout_seconds),
             ttl=math.ceil(open_ms / 1000) + 60,  # a job still queued after the step's time is over is dropped
             result_ttl=0,  # the outcome lives in the session record, not in RQ
             failure_ttl=self.failure_ttl_seconds,

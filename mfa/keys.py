@@ -15,6 +15,10 @@
                       expires with the record. Each entry is announced on the channel mfa:changed
                       ("{id} {version}"), so any web process can follow any session.
   mfa:ack             written before each WAIT, so WAIT covers what its connection wrote (mfa/replicas.py)
+  mfa:link-events:{link}  stream, the Belvo webhooks received for one link (mfa/links.py), oldest first;
+                      it expires LINK_EVENTS_RETENTION_SECONDS after its latest event
+  mfa:belvo-webhook:{sha256(webhook_id)}  a Belvo webhook already recorded -> its event's id: a
+                      redelivery is recognised and recorded once (kept as long as the events)
   mfa:ref:{ref}       zset session id -> created_at (ms): the sessions created with this external_ref,
                       the newest REFS_KEPT; it expires with the last of them (GET /v1/sessions?external_ref=)
   mfa:outbox          stream, the transactional outbox: one entry {e: event id, t: destination index} per
@@ -36,6 +40,7 @@ webhook keys from their prefixes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 PREFIX = "mfa:"
@@ -84,6 +89,16 @@ def belvo_key(belvo_session: str) -> str:
 def events_key(session_id: str) -> str:
     """The session's change log."""
     return f"{PREFIX}events:{session_id}"
+
+
+def link_events_key(link_id: str) -> str:
+    """The Belvo webhooks received for one link."""
+    return f"{PREFIX}link-events:{link_id}"
+
+
+def belvo_webhook_key(webhook_id: str) -> str:
+    """The marker of a Belvo webhook already recorded (hashed: Belvo's id is any string)."""
+    return f"{PREFIX}belvo-webhook:{hashlib.sha256(webhook_id.encode()).hexdigest()}"
 
 
 def ref_key(external_ref: str) -> str:

@@ -7,11 +7,18 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from mfa.belvo import UpstreamAnswer
+from mfa.belvo import UpstreamAnswer, well_formed_result
 from mfa.pause import TokenRequired, first_of_list
-from mfa.session import OUTCOME_UNKNOWN
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# Answers after which Belvo may have acted on the call: none at all, a timeout (408: the institution
+# took too long, the work may be done) or a 5xx. A 425 or 429 refused the call before any work.
+UNCERTAIN_STATUSES = frozenset({408})
+OUTCOME_UNCERTAIN = {
+    "code": "upstream_outcome_unknown",
+    "message": "An earlier attempt got no usable answer and Belvo may have acted on it; "
+    "check the link with Belvo",
+}
 # Belvo's error list is kept in the outcome (record and change log) only up to this size.
 MAX_ERRORS_BYTES = 8 * 1024
 RESULT_TOO_LARGE = "result_too_large"
@@ -50,12 +57,17 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    """A verdict with the outcome to record (and, for a next step, Belvo's new pause)."""
+    """A verdict with the outcome to record (and, for a next step, Belvo's new pause).
+
+    `uncertain`: a RETRY after an attempt Belvo may have acted on (no answer, 408, 5xx); the step
+    remembers it, so a later answer that only makes sense if Belvo did act is not read as final.
+    """
 
     verdict: Verdict
     outcome: dict[str, Any] = field(default_factory=dict)
     pause: TokenRequired | None = None
     retry_after: float | None = None
+    uncertain: bool = False
 
 
 def _errors(body: Any) -> list[Any] | None:
@@ -100,32 +112,44 @@ def _outcome(
     }
 
 
-def _well_formed_result(resource: str, body: Any) -> bool:
-    if resource == "links":
-        return isinstance(body, dict) and "id" in body
-    return isinstance(body, list)
+# A resume of `links` that Belvo answers session_expired: the usual cause besides a slow user is a 428
+# from a data call handed over without its `resource`, so the resume went to the wrong collection.
+LINKS_SESSION_EXPIRED_HINT = (
+    " (this step was resumed with PATCH /api/links/: if Belvo's 428 came from a data call, the session "
+    "needed that call's `resource`)"
+)
 
 
 def decide(answer: UpstreamAnswer | None, resource: str, *, uncertain: bool = False) -> Decision:
     """Map Belvo's answer (None: no answer at all) onto the step's fate.
 
-    `uncertain`: an earlier attempt of this step got no answer, so Belvo may have acted on it and spent
-    its session; a `session_expired` now then does not mean the user was too late.
+    `uncertain`: an earlier attempt of this step may have been acted on by Belvo (it got no answer, a
+    408 or a 5xx), so Belvo may have spent its session; a `session_expired` now then does not mean the
+    user was too late, and is recorded as upstream_outcome_unknown.
     """
     decision = _decide(answer, resource)
-    if uncertain and decision.verdict is Verdict.FAILED and decision.outcome.get("code") == "session_expired":
-        return Decision(Verdict.FAILED, {**decision.outcome, **OUTCOME_UNKNOWN})
+    if decision.verdict is not Verdict.FAILED or decision.outcome.get("code") != "session_expired":
+        return decision
+    if uncertain:
+        return Decision(Verdict.FAILED, {**decision.outcome, **OUTCOME_UNCERTAIN})
+    if resource == "links":
+        message = (
+            decision.outcome.get("message") or "The MFA session has expired"
+        ) + LINKS_SESSION_EXPIRED_HINT
+        return Decision(Verdict.FAILED, {**decision.outcome, "message": message})
     return decision
 
 
 def _decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
     if answer is None:
-        return Decision(Verdict.RETRY, _outcome(None, "upstream_unavailable", "Belvo did not answer"))
+        return Decision(
+            Verdict.RETRY, _outcome(None, "upstream_unavailable", "Belvo did not answer"), uncertain=True
+        )
     status = answer.status
     if status in (200, 201):
         if answer.oversized:  # Belvo acted: a success, its body too large to read, let alone store
             return Decision(Verdict.SUCCEEDED, result_too_large(_outcome(answer, None, None)))
-        if not answer.is_json or not _well_formed_result(resource, answer.body):
+        if not answer.is_json or not well_formed_result(resource, answer.body):
             return Decision(
                 Verdict.FAILED,
                 _outcome(answer, "upstream_invalid_response", "Belvo's answer was not the expected JSON"),
@@ -142,14 +166,17 @@ def _decide(answer: UpstreamAnswer | None, resource: str) -> Decision:
                 ),
             )
         return Decision(Verdict.NEXT_STEP, pause=pause)
-    if status in (401, 403):
+    if status == 401:  # Belvo refused our secret keys; a 403 is a resource this account may not use
         return Decision(
             Verdict.FAILED,
             _outcome(answer, "upstream_auth_failed", "Belvo refused this service's credentials"),
         )
     if status in RETRYABLE_STATUSES or status >= 500:
         return Decision(
-            Verdict.RETRY, _outcome(answer, "upstream_unavailable", None), retry_after=answer.retry_after
+            Verdict.RETRY,
+            _outcome(answer, "upstream_unavailable", None),
+            retry_after=answer.retry_after,
+            uncertain=status in UNCERTAIN_STATUSES or status >= 500,
         )
     if 400 <= status < 500:
         if not answer.is_json:

@@ -18,6 +18,7 @@ class SessionStatus(str, Enum):
 
     REGISTERING = "registering"
     RETRIEVING = "retrieving"
+    UPDATING = "updating"
     AWAITING_TOKEN = "awaiting_token"  # noqa: S105 - a status, not a secret
     SUBMITTED = "submitted"
     SUCCEEDED = "succeeded"
@@ -39,10 +40,11 @@ class SessionStatus(str, Enum):
 FINAL_STATUSES = frozenset(
     {SessionStatus.SUCCEEDED, SessionStatus.FAILED, SessionStatus.EXPIRED, SessionStatus.CANCELLED}
 )
+# The first call of a flow the service started (register, retrieve, update a link's credentials): there
+# is no Belvo session (and no expiry to show) yet.
+FIRST_CALL_STATUSES = frozenset({SessionStatus.REGISTERING, SessionStatus.RETRIEVING, SessionStatus.UPDATING})
 # "Calling": a call to Belvo is to be made or in flight (the resume after a token, or the first call).
-CALLING_STATUSES = frozenset({SessionStatus.SUBMITTED, SessionStatus.REGISTERING, SessionStatus.RETRIEVING})
-# The first call of a flow the service started: there is no Belvo session (and no expiry to show) yet.
-FIRST_CALL_STATUSES = frozenset({SessionStatus.REGISTERING, SessionStatus.RETRIEVING})
+CALLING_STATUSES = frozenset({SessionStatus.SUBMITTED, *FIRST_CALL_STATUSES})
 
 
 class ClaimVerdict(str, Enum):
@@ -83,7 +85,7 @@ class RecordField(str, Enum):
     REQUEST = "request"
     ATTEMPTS = "attempts"
     IN_FLIGHT = "in_flight"
-    UNANSWERED = "unanswered"
+    UNCERTAIN = "uncertain"  # attempts of this step Belvo may have acted on (no answer, 408, 5xx)
     WEBHOOKS = "webhooks"  # the URLs its webhook events go to (JSON list), only when it has any
 
 
@@ -179,7 +181,7 @@ class MfaSession:
     secret_hash: str
     attempts: int = 0
     in_flight: bool = False
-    unanswered: int = 0
+    uncertain: int = 0
     version: int = 1
     request: dict[str, Any] | None = None
     webhooks: tuple[str, ...] = ()
@@ -208,7 +210,7 @@ class MfaSession:
             secret_hash=h.get(f.SECRET_HASH, ""),
             attempts=int(h.get(f.ATTEMPTS, "0")),
             in_flight=h.get(f.IN_FLIGHT, "0") == "1",
-            unanswered=int(h.get(f.UNANSWERED, "0")),
+            uncertain=int(h.get(f.UNCERTAIN, "0")),
             version=int(h.get(f.VERSION, "1")),
             request=_from_json(h.get(f.REQUEST)),
             webhooks=tuple(_from_json(h.get(f.WEBHOOKS)) or ()),
@@ -238,7 +240,7 @@ class MfaSession:
             f.REQUEST: _json(self.request),
             f.ATTEMPTS: str(self.attempts) if self.attempts else "",
             f.IN_FLIGHT: "1" if self.in_flight else "",
-            f.UNANSWERED: str(self.unanswered) if self.unanswered else "",
+            f.UNCERTAIN: str(self.uncertain) if self.uncertain else "",
             f.WEBHOOKS: _json(list(self.webhooks)) if self.webhooks else "",
         }
         return {name.value: value for name, value in record.items() if value != ""}
@@ -289,8 +291,9 @@ class NewSession:
     challenge: dict[str, Any] | None = None
     save_data: bool | None = None
     request: dict[str, Any] | None = None  # the body of a retrieval's data call
-    sealed_credentials: bytes | None = None  # a registration's bank credentials, sealed
+    sealed_credentials: bytes | None = None  # a registration's or update's bank credentials, sealed
     webhooks: tuple[str, ...] = ()  # where its webhook events go: WEBHOOK_URL and its own callback_url
+    id: str | None = None  # our id, when the caller made it first (new_session_id()); else made at create
 
     def build(self, session_id: str, now_ms: int) -> MfaSession:
         """The session record this start makes at `now_ms`."""

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mfa.destinations import DestinationPolicy, UnsafeDestination
 from mfa.errors import ConfigError
+from mfa.pause import DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
 from mfa.sealing import MalformedKey, parse_private_keys, parse_public_key
 from mfa.webhooks import WebhookSettings
 
@@ -27,7 +28,9 @@ WEB_WITHHELD = frozenset(
         "WEBHOOK_SECRETS",
     }
 )
-WORKER_WITHHELD = frozenset({"API_KEYS", "RESULT_PRIVATE_KEYS", "SEALING_PUBLIC_KEY"})
+WORKER_WITHHELD = frozenset(
+    {"API_KEYS", "RESULT_PRIVATE_KEYS", "SEALING_PUBLIC_KEY", "BELVO_WEBHOOK_AUTHORIZATION"}
+)
 # Shown as *** in a repr (a Redis URL shows with its password masked).
 SECRET_FIELDS = frozenset(
     {
@@ -37,8 +40,12 @@ SECRET_FIELDS = frozenset(
         "sealing_private_keys",
         "result_private_keys",
         "redis_sentinel_password",
+        "belvo_webhook_authorization",
     }
 )
+# One process runs its calls' Python on one core (the GIL): about 10 ms of CPU each, so past a few
+# hundred calls in flight a process is CPU-bound however slow Belvo is. Beyond this, add processes.
+MAX_WORKER_CONCURRENCY = 1024
 
 
 def _split(raw: str) -> tuple[str, ...]:
@@ -62,6 +69,12 @@ def _file(env: Mapping[str, str], name: str) -> str:
     if path and not os.access(path, os.R_OK):
         raise ConfigError(f"{name}: cannot read {path}")
     return path
+
+
+def _at_most(name: str, value: int, maximum: int) -> int:
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
 def _links_enabled(env: Mapping[str, str]) -> bool:
@@ -117,6 +130,9 @@ class Settings:
     idempotency_retention_seconds: int = 86400
     lease_seconds: float = 15.0
     sweep_interval_seconds: float = 0.5
+    # Upstream calls one worker process keeps in flight: each mostly waits on Belvo (seconds) for
+    # ~10 ms of CPU, so a process has room for dozens; see the README's Deploy section for sizing.
+    worker_concurrency: int = 32
     resume_queue: str = "belvo-resume"
     cors_origins: tuple[str, ...] = ()
     # Generous defaults: a page polling its session and 50 racing submits of one step stay within them.
@@ -135,6 +151,10 @@ class Settings:
     result_max_bytes: int = 1024 * 1024
     links_enabled: bool = False
     call_deadline_seconds: int = 900
+    default_mfa_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS  # a 428 without `expiry` is held this long
+    # The Authorization header Belvo's webhooks carry, as set in Belvo's dashboard; unset: intake is off.
+    belvo_webhook_authorization: str = ""
+    link_events_retention_seconds: int = 30 * 86400
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -185,6 +205,7 @@ class Settings:
             idempotency_retention_seconds=int(number("IDEMPOTENCY_RETENTION_SECONDS", 86400, int, minimum=1)),
             lease_seconds=number("LEASE_SECONDS", 15.0, minimum=1),
             sweep_interval_seconds=number("SWEEP_INTERVAL_SECONDS", 0.5, minimum=0.05),
+            worker_concurrency=int(number("WORKER_CONCURRENCY", 32, int, minimum=1)),
             resume_queue=env.get("RESUME_QUEUE", cls.resume_queue).strip() or cls.resume_queue,
             cors_origins=_split(env.get("CORS_ORIGINS", "")),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 1200, int)),
@@ -198,6 +219,15 @@ class Settings:
             result_max_bytes=int(number("RESULT_MAX_BYTES", 1024 * 1024, int, minimum=1024)),
             links_enabled=_links_enabled(env),
             call_deadline_seconds=int(number("CALL_DEADLINE_SECONDS", 900, int, minimum=10)),
+            default_mfa_expiry_seconds=_at_most(
+                "DEFAULT_MFA_EXPIRY_SECONDS",
+                int(number("DEFAULT_MFA_EXPIRY_SECONDS", DEFAULT_EXPIRY_SECONDS, int, minimum=1)),
+                MAX_EXPIRY_SECONDS,
+            ),
+            belvo_webhook_authorization=env.get("BELVO_WEBHOOK_AUTHORIZATION", "").strip(),
+            link_events_retention_seconds=int(
+                number("LINK_EVENTS_RETENTION_SECONDS", 30 * 86400, int, minimum=60)
+            ),
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
             webhooks=WebhookSettings.from_env(env),
@@ -285,7 +315,8 @@ class Settings:
     def require_worker(self) -> Settings:
         """Fail start-up of the worker unless it can reach and authenticate to Belvo.
 
-        Returns the worker's settings: the web's API keys are dropped, whatever the environment holds.
+        Returns the worker's settings: the web's API keys (and Belvo's webhook credential) are dropped,
+        whatever the environment holds.
         """
         missing = [
             name
@@ -298,6 +329,10 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{', '.join(missing)} required by the worker (see README, Configuration)")
+        if self.worker_concurrency > MAX_WORKER_CONCURRENCY:
+            raise ConfigError(
+                f"WORKER_CONCURRENCY must be at most {MAX_WORKER_CONCURRENCY}; run more worker processes"
+            )
         if self.result_private_keys:
             raise ConfigError(
                 "RESULT_PRIVATE_KEYS must not be given to the worker: it seals results with"
@@ -312,7 +347,7 @@ class Settings:
             raise ConfigError("WEBHOOK_URL needs WEBHOOK_SECRETS on the worker: whsec_ secrets to sign with")
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
-        return replace(self, api_keys=(), sealing_public_key="")
+        return replace(self, api_keys=(), sealing_public_key="", belvo_webhook_authorization="")
 
 
 def role_env(env: Mapping[str, str], role: str) -> dict[str, str]:

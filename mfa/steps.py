@@ -2,26 +2,40 @@
 
 A step has at most one *uncertain* call: the call runs under a lease in Redis; if the process dies
 mid-call, the lease lapses and any sweeper closes the step as `upstream_outcome_unknown` instead of
-repeating a call Belvo may already have acted on. The call made depends on the status the claim
-finds: submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST.
+repeating a call Belvo may already have acted on. An attempt that ends with no answer, a 408 or a 5xx
+is retried, and the step remembers that Belvo may have acted on it: a registration then finds the link
+before it posts again (mfa/registration.py). The call made depends on the status the claim finds:
+submitted -> the resume PATCH, registering -> the register POST, retrieving -> the data POST,
+updating -> the link's update PUT.
+
+A worker process runs many steps at once (WORKER_CONCURRENCY), each in its own thread; one CallLeases
+keeps all their leases alive (mfa/leases.py). A Redis outage while a call is in flight does not lose
+Belvo's answer: the record is retried, under the held lease, until Redis takes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
 from mfa.clock import now_ms
+from mfa.leases import CallLeases
 from mfa.outcomes import Decision, RetryPolicy, Verdict, decide, result_too_large
+from mfa.registration import RegistrationUnresolved, register_once
 from mfa.sealing import AtRest, Unsealable
 from mfa.session import ClaimVerdict, MfaSession, SessionStatus
 from mfa.store import SessionStore
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class StepUnusable(Exception):
@@ -32,38 +46,14 @@ class StepUnusable(Exception):
         self.outcome = {"code": code, "message": message}
 
 
-class LeaseKeeper:
-    """Extends the call's lease while it is in flight, so only a dead process lets it lapse."""
-
-    def __init__(self, store: SessionStore, session_id: str, lease_ms: int) -> None:
-        self._store, self._id, self._lease_ms = store, session_id, lease_ms
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{session_id}", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._lease_ms / 3000):
-            try:
-                self._store.extend_lease(self._id, now_ms(), self._lease_ms)
-            except Exception:  # noqa: BLE001 - a missed beat is survivable; the next one may land
-                log.warning("session %s: could not extend the call lease", self._id)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 @dataclass(frozen=True)
 class StepRunner:
-    """Makes and records the upstream call of one (session, step, attempt)."""
+    """Makes and records the upstream call of one (session, step, attempt); many may run at once."""
 
     store: SessionStore
     client: BelvoClient
     policy: RetryPolicy
-    lease_ms: int
+    leases: CallLeases  # this process's calls in flight, their leases kept alive by one thread
     # Opens what the web sealed (tokens, bank credentials): SEALING_PRIVATE_KEYS.
     secrets: AtRest = field(default_factory=AtRest)
     # Seals Belvo's result bodies for the web: RESULT_PUBLIC_KEY.
@@ -72,18 +62,26 @@ class StepRunner:
 
     def run(self, session_id: str, step: int, attempt: int) -> str:
         """Claim the attempt, call Belvo, record the answer; returns what happened, for the job's log."""
-        claim = self.store.begin_call(session_id, step, now_ms(), self.lease_ms, attempt)
+        claim = self.store.begin_call(session_id, step, now_ms(), self.leases.lease_ms, attempt)
         if claim.verdict is not ClaimVerdict.GO:
             log.info("session %s step %s: no call (%s)", session_id, step, claim.verdict.value)
             return str(claim.verdict.value)
         session = claim.session
         assert session is not None
-        answer: UpstreamAnswer | None = None
-        with LeaseKeeper(self.store, session_id, self.lease_ms):
+        # The lease is held until the answer is recorded, not just while the call is in flight.
+        with self.leases.hold(session_id) as deadline_ms:
+            answer: UpstreamAnswer | None = None
             try:
                 answer = self._send(session, claim.token)
-            except StepUnusable as exc:
-                self.store.finish(session_id, step, SessionStatus.FAILED, exc.outcome, now_ms())
+            except (StepUnusable, RegistrationUnresolved) as exc:
+                outcome, result = self._stored_result(dict(exc.outcome))  # the links an unresolved one lists
+                self._stored(
+                    session_id,
+                    deadline_ms,
+                    lambda: self.store.finish(
+                        session_id, step, SessionStatus.FAILED, outcome, now_ms(), result=result
+                    ),
+                )
                 log.error(
                     "session %s step %s: failed before the call (%s)", session_id, step, exc.outcome["code"]
                 )
@@ -96,12 +94,48 @@ class StepRunner:
                     claim.attempt,
                     exc,
                 )
-        decision = decide(answer, session.resource, uncertain=session.unanswered > 0)
-        return self.record(session, claim.attempt, decision)
+            decision = decide(answer, session.resource, uncertain=session.uncertain > 0)
+            return self._stored(
+                session_id, deadline_ms, lambda: self.record(session, claim.attempt, decision)
+            )
+
+    @staticmethod
+    def _stored(session_id: str, deadline_ms: int, write: Callable[[], _T]) -> _T:
+        """Run `write` until Redis takes it, up to the hold's deadline: an outage must not turn an answer
+        Belvo gave into an unknown one. Every write is a transition that checks where it starts, so one
+        that did land before its reply was lost is refused the second time, never applied twice."""
+        wait, waited = 0.1, False
+        while True:
+            try:
+                result = write()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                left_ms = deadline_ms - now_ms()
+                if left_ms <= 0:
+                    raise
+                if not waited:
+                    log.warning(
+                        "session %s: Redis unavailable (%s); holding the answer",
+                        session_id,
+                        type(exc).__name__,
+                    )
+                    waited = True
+                time.sleep(min(wait, left_ms / 1000))  # short sleeps: a job timeout can still interrupt
+                wait = min(wait * 2, 1.0)
+                continue
+            if waited:
+                log.info("session %s: Belvo's answer recorded once Redis answered again", session_id)
+            return result
 
     def _send(self, session: MfaSession, stored_token: bytes | None) -> UpstreamAnswer:
         if session.status is SessionStatus.REGISTERING:
-            return self.client.register(self._credentials(session.id))
+            return register_once(
+                self.client,
+                self._credentials(session.id),
+                earlier_uncertain=session.uncertain > 0,
+                started_at_ms=session.created_at_ms,
+            )
+        if session.status is SessionStatus.UPDATING:
+            return self.client.update_link(session.link or "", self._credentials(session.id))
         if session.status is SessionStatus.RETRIEVING:
             return self.client.retrieve(session.resource, session.request or {"link": session.link})
         token = None
@@ -160,7 +194,7 @@ class StepRunner:
         if decision.verdict is Verdict.RETRY:
             retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
             if retry_at is not None:
-                store.release_call(session.id, session.step, now, retry_at, unanswered=status is None)
+                store.release_call(session.id, session.step, now, retry_at, uncertain=decision.uncertain)
                 log.info(
                     "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
                     session.id,
@@ -179,7 +213,15 @@ class StepRunner:
             final = SessionStatus.SUCCEEDED
             outcome, result = self._stored_result(outcome)
         outcome.pop("result", None)
-        done = store.finish(session.id, session.step, final, outcome, now, result=result)
+        done = store.finish(
+            session.id,
+            session.step,
+            final,
+            outcome,
+            now,
+            result=result,
+            link=_registered_link(session, decision),
+        )
         log.info(
             "session %s step %s: %s (http %s, code %s)",
             session.id,
@@ -190,6 +232,14 @@ class StepRunner:
         )
         return final.value if done else ClaimVerdict.STALE.value
 
-    def abort(self, session_id: str, step: int) -> bool:
-        """Close a step whose job raised (a bug, a timeout), so it still ends with a record."""
-        return self.store.abort(session_id, step, now_ms())
+    def abort(self, session_id: str, step: int, attempt: int) -> bool:
+        """Close a step whose job for `attempt` raised (a bug, a timeout), so it still ends with a record."""
+        return self.store.abort(session_id, step, attempt, now_ms())
+
+
+def _registered_link(session: MfaSession, decision: Decision) -> str | None:
+    """The id of the link a `links` call answered with, for the session's `link` (as an MFA step sets it)."""
+    result = decision.outcome.get("result")
+    if decision.verdict is Verdict.SUCCEEDED and session.resource == "links" and isinstance(result, dict):
+        return str(result["id"])
+    return None

@@ -2,7 +2,7 @@
 
 Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   create          -> awaiting_token (a 428 the backend got), or
-                  -> registering | retrieving (MULTI, enqueues the first call's job in the same transaction);
+                  -> registering | retrieving | updating (MULTI, enqueues the first call's job with it);
                   either lists the session under its external_ref (mfa:ref:{ref}) in the same transaction
   submit_token    awaiting_token -> submitted (WATCH/MULTI, enqueues the resume job in the same transaction)
   cancel          awaiting_token -> cancelled
@@ -10,12 +10,12 @@ Keys: see mfa/keys.py. Transitions (the Lua ones are in mfa/transitions.lua):
   begin_call      calling: takes the lease, hands out the token; a lapsed earlier call -> failed
   release_call    ends an attempt that will be retried, listing the retry in mfa:retries
   promote_retry   a due retry -> its job, enqueued in the same transaction
-  finish          calling -> succeeded | failed | expired
+  finish          calling -> succeeded | failed | expired (a registered link's id noted on the session)
   next_step       calling -> awaiting_token (Belvo's 428; step + 1 when it answered a resume)
   recover_lapsed  calling with a lapsed lease -> failed (upstream_outcome_unknown)
   abort           calling -> failed, when the job raised
-"Calling" (mfa.session.CALLING_STATUSES) is submitted, registering or retrieving: a session with an
-upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
+"Calling" (mfa.session.CALLING_STATUSES) is submitted, registering, retrieving or updating: a session
+with an upstream call to make or in flight. Every transition a reader can see bumps the record's `version`.
 A session with webhook destinations also gets, from the same script, the webhook event of each change
 that makes one (mfa/outbox.lua, mfa/webhooks.py EVENT_BY_STATUS): creation awaiting a token, each next
 step, and each end.
@@ -24,7 +24,7 @@ step, and each end.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +38,7 @@ from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken
 from mfa.keys import (
     CHANGES_CHANNEL,
     EXPIRY_ZSET,
+    LEASES_ZSET,
     SessionKeys,
     creds_key,
     events_key,
@@ -45,7 +46,7 @@ from mfa.keys import (
     session_key,
     token_key,
 )
-from mfa.pause import TokenRequired
+from mfa.pause import DEFAULT_EXPIRY_SECONDS, TokenRequired
 from mfa.replicas import ReplicaAck
 from mfa.scripts import Transitions
 from mfa.session import (
@@ -89,11 +90,17 @@ class SessionStore:
     """Reads sessions and moves them between statuses, atomically; enqueues jobs through `dispatcher`."""
 
     def __init__(
-        self, redis: Redis, retention_seconds: int, dispatcher: Dispatcher, ack: ReplicaAck | None = None
+        self,
+        redis: Redis,
+        retention_seconds: int,
+        dispatcher: Dispatcher,
+        default_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS,
+        ack: ReplicaAck | None = None,
     ) -> None:
         self.redis = redis
         self.retention_ms = retention_seconds * 1000
         self.dispatcher = dispatcher
+        self.default_expiry_seconds = default_expiry_seconds  # for a 428 that carries no expiry
         self.ack = ack  # submissions and cancels wait for replicas before they return (mfa/replicas.py)
         self._t = Transitions(redis)
 
@@ -110,7 +117,9 @@ class SessionStore:
             if settings.redis_wait_replicas
             else None
         )
-        return cls(redis, settings.session_retention_seconds, dispatcher, ack)
+        return cls(
+            redis, settings.session_retention_seconds, dispatcher, settings.default_mfa_expiry_seconds, ack
+        )
 
     def _common(self, session_id: str, now_ms: int) -> dict[str, Any]:
         return {"id": session_id, "now": now_ms, "retention": self.retention_ms}
@@ -126,7 +135,7 @@ class SessionStore:
         """Store a new session. A paused one (awaiting_token) is refused with DuplicateSession if Belvo's
         session is already stored; one with a first call to make has that call's job enqueued with it,
         so the record never exists without the work that will end it."""
-        session = new.build(new_session_id(), now_ms)
+        session = new.build(new.id or new_session_id(), now_ms)
         record = session.to_record()
         assert session.expires_at_ms is not None
         ttl_ms = session.expires_at_ms - now_ms + self.retention_ms
@@ -206,7 +215,7 @@ class SessionStore:
                             f.UPDATED_AT.value: now_ms,
                             f.ATTEMPTS.value: 0,
                             f.IN_FLIGHT.value: 0,
-                            f.UNANSWERED.value: 0,
+                            f.UNCERTAIN.value: 0,
                         },
                     )
                     pipe.hincrby(hkey, f.VERSION.value, 1)
@@ -282,21 +291,21 @@ class SessionStore:
             return Claim(verdict)
         return Claim(verdict, self.get(session_id), result[1] or None, int(result[2]))
 
-    def extend_lease(self, session_id: str, now_ms: int, lease_ms: int) -> None:
-        """Push the lease of a call still in flight forward (XX: never revives a closed one)."""
-        self.redis.zadd(SessionKeys.of(session_id).leases, {session_id: now_ms + lease_ms}, xx=True)
+    def extend_leases(self, session_ids: Iterable[str], now_ms: int, lease_ms: int) -> None:
+        """Push the leases of calls in flight forward, in one command (XX: never revives a closed one)."""
+        self.redis.zadd(LEASES_ZSET, dict.fromkeys(session_ids, now_ms + lease_ms), xx=True)
 
     def release_call(
-        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, unanswered: bool
+        self, session_id: str, step: int, now_ms: int, retry_at_ms: int, uncertain: bool
     ) -> bool:
-        """End an attempt that will be retried at `retry_at_ms`; `unanswered`: Belvo never answered it."""
+        """End an attempt that will be retried at `retry_at_ms`; `uncertain`: Belvo may have acted on it."""
         return bool(
             self._t.release_call(
                 SessionKeys.of(session_id),
                 **self._common(session_id, now_ms),
                 step=step,
                 retry_at=retry_at_ms,
-                unanswered="1" if unanswered else "0",
+                uncertain="1" if uncertain else "0",
             )
         )
 
@@ -330,11 +339,13 @@ class SessionStore:
         outcome: dict[str, Any],
         now_ms: int,
         result: bytes | None = None,
+        link: str | None = None,
     ) -> bool:
         """calling -> a final status with its outcome; False if the step had already ended.
 
         `result` is Belvo's body as it is to be stored (sealed by the caller when keys are configured):
-        it goes to mfa:result:{id} in the same script, never into the record or its change log.
+        it goes to mfa:result:{id} in the same script, never into the record or its change log. `link`
+        is the link the call registered, noted on the session as an MFA step would have.
         """
         assert status.is_final
         assert outcome.get("result") is None, "the result travels apart from the outcome"
@@ -346,6 +357,7 @@ class SessionStore:
                 status=status.value,
                 outcome=json.dumps(outcome),
                 result=result or b"",
+                link=link or "",
             )
         )
 
@@ -356,7 +368,7 @@ class SessionStore:
 
     def next_step(self, session_id: str, step: int, pause: TokenRequired, now_ms: int) -> bool:
         """calling -> awaiting_token for Belvo's (next) MFA step; False if the step had already ended."""
-        expires_at = now_ms + pause.expiry * 1000
+        expires_at = now_ms + pause.expiry_or(self.default_expiry_seconds) * 1000
         challenge = pause.challenge()
         return bool(
             self._t.next_step(
@@ -376,9 +388,14 @@ class SessionStore:
         """Close a session whose call's lease lapsed (its worker died); True if it was closed."""
         return bool(self._t.recover_lapsed(SessionKeys.of(session_id), **self._common(session_id, now_ms)))
 
-    def abort(self, session_id: str, step: int, now_ms: int) -> bool:
-        """Close a step whose job raised: outcome unknown if its call was in flight, else internal_error."""
-        return bool(self._t.abort(SessionKeys.of(session_id), **self._common(session_id, now_ms), step=step))
+    def abort(self, session_id: str, step: int, attempt: int, now_ms: int) -> bool:
+        """Close a step whose job for `attempt` raised, if that attempt is still the open one: outcome
+        unknown if its call was in flight, else internal_error. True if it closed the step."""
+        return bool(
+            self._t.abort(
+                SessionKeys.of(session_id), **self._common(session_id, now_ms), step=step, attempt=attempt
+            )
+        )
 
     def due(self, zset: str, now_ms: int, limit: int = 500) -> list[str]:
         """Ids in the expiry, lease or retry zset whose time has come."""

@@ -195,14 +195,15 @@ redis.call('HSET', H, F.in_flight, '1')
 redis.call('ZADD', LEASES, lease_deadline, id)
 return {'go', redis.call('GET', T), taken}
 
--- @release_call(step, retry_at, unanswered)
+-- @release_call(step, retry_at, uncertain)
 -- Ends an attempt that will be retried; the sweeper enqueues the retry once it is due.
+-- `uncertain` = '1': Belvo may have acted on the attempt (no answer, 408, 5xx); the step remembers it.
 if not calling(get(F.status)) or get(F.step) ~= step or get(F.in_flight) ~= '1' then
   return 0
 end
 redis.call('HSET', H, F.in_flight, '0')
-if unanswered == '1' then
-  redis.call('HINCRBY', H, F.unanswered, 1)
+if uncertain == '1' then
+  redis.call('HINCRBY', H, F.uncertain, 1)
 end
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', RETRIES, retry_at, id)
@@ -222,11 +223,15 @@ if not status or not calling(status) or get(F.in_flight) == '1' or get(F.step) ~
 end
 return 1
 
--- @finish(step, status, outcome, result)
+-- @finish(step, status, outcome, result, link)
 -- calling -> a final status with its outcome; 0 if the step had already ended. `result` (Belvo's body,
 -- as stored: sealed or not) goes to its own key, never into the record or the change log; '' for none.
+-- A non-empty `link` is the link the call registered, noted on the session as an MFA step would have.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
+end
+if link ~= '' then
+  redis.call('HSET', H, F.link, link)
 end
 close(status, outcome)
 if result ~= '' then
@@ -235,7 +240,8 @@ end
 return 1
 
 -- @next_step(step, belvo_session, challenge, expects_input, expires_at, ttl, link)
--- calling -> awaiting_token: a resume's 428 is the next step; a register or retrieve's 428 is step 1.
+-- calling -> awaiting_token: a resume's 428 is the next step; the 428 of a first call (register,
+-- retrieve, update) is step 1.
 local status = get(F.status)
 if not calling(status) or get(F.step) ~= step then
   return 0
@@ -248,7 +254,7 @@ redis.call('DEL', CREDS, T)
 redis.call('HDEL', H, F.outcome)
 touch(F.status, S.awaiting_token, F.step, opened, F.belvo_session, belvo_session, F.link, link,
   F.challenge, challenge, F.expects_input, expects_input, F.expires_at, expires_at,
-  F.attempts, '0', F.unanswered, '0', F.in_flight, '0')
+  F.attempts, '0', F.uncertain, '0', F.in_flight, '0')
 redis.call('ZREM', LEASES, id)
 redis.call('ZADD', EXP, expires_at, id)
 redis.call('PEXPIRE', H, ttl)
@@ -271,15 +277,23 @@ end
 close(S.failed, OUTCOME.unknown)
 return 1
 
--- @abort(step)
--- The step's job raised: close it (outcome unknown if its call was in flight, else internal_error).
+-- @abort(step, attempt)
+-- The job of (step, attempt) raised: close the step while that attempt is still the open one (outcome
+-- unknown if its call is in flight, internal_error if it never claimed it). The late failure of an
+-- earlier attempt's job, or of a job whose attempt was already released for a retry, changes nothing.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
 end
+local taken = tonumber(get(F.attempts) or '0')
 if get(F.in_flight) == '1' then
+  if taken ~= tonumber(attempt) then
+    return 0
+  end
   close(S.failed, OUTCOME.unknown)
-else
+elseif taken == tonumber(attempt) - 1 and not redis.call('ZSCORE', RETRIES, id) then
   close(S.failed, OUTCOME.internal)
+else
+  return 0
 end
 return 1
 

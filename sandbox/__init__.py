@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import belvo_api, control
+from . import belvo_api, control, links
 from .config import build_config
 from .errors import register_error_handlers
 from .gateway import register_gateway
@@ -21,6 +21,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["sandbox_state"] = SandboxState(build_config(config))
     register_gateway(app)
     register_error_handlers(app)
+    app.register_blueprint(links.bp)
     app.register_blueprint(belvo_api.bp)
     app.register_blueprint(control.bp)
     return app

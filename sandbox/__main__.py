@@ -28,6 +28,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-required-shape", choices=("list", "object"))
     parser.add_argument("--session-expiry-seconds", type=int)
     parser.add_argument(
+        "--token-required-expiry",
+        choices=("integer", "string", "absent"),
+        help="how a 428 writes expiry: integer (the spec), string (Belvo's MFA guide) or absent",
+    )
+    parser.add_argument(
         "--open-control",
         action="store_true",
         help="let non-loopback callers use /_sandbox (e.g. from another container)",
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency_ms": args.latency_ms,
             "token_required_shape": args.token_required_shape,
             "session_expiry_seconds": args.session_expiry_seconds,
+            "token_required_expiry": args.token_required_expiry,
             "control_loopback_only": False if args.open_control else None,
         }
     )

@@ -13,11 +13,15 @@ DEFAULTS: dict[str, Any] = {
     "latency_ms": 0,
     "token_required_shape": "list",
     "session_expiry_seconds": 9600,
+    # How a 428 writes `expiry`: "integer" (the spec), "string" (Belvo's MFA guide: "720") or "absent"
+    # (the spec marks no field of the 428 required).
+    "token_required_expiry": "integer",
     "control_loopback_only": True,
 }
 
 # What `PUT /_sandbox/config` may change; the secrets and the control policy are fixed at start.
-TUNABLE = ("latency_ms", "token_required_shape", "session_expiry_seconds")
+TUNABLE = ("latency_ms", "token_required_shape", "session_expiry_seconds", "token_required_expiry")
+EXPIRY_FORMS = ("integer", "string", "absent")
 
 ENVIRONMENT = {"secret_id": "SANDBOX_SECRET_ID", "secret_password": "SANDBOX_SECRET_PASSWORD"}
 
@@ -50,6 +54,8 @@ def validate_tunables(body: Any) -> dict[str, Any]:
         raise InvalidControlRequest("token_required_shape must be 'list' or 'object'")
     if "session_expiry_seconds" in body and not _is_int(body["session_expiry_seconds"], minimum=1):
         raise InvalidControlRequest("session_expiry_seconds must be an integer >= 1")
+    if "token_required_expiry" in body and body["token_required_expiry"] not in EXPIRY_FORMS:
+        raise InvalidControlRequest(f"token_required_expiry must be one of {list(EXPIRY_FORMS)}")
     return dict(body)
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from . import mfa
+from . import mfa, webhooks
 from .config import validate_tunables
 from .data import RESUMABLE
 from .errors import InvalidControlRequest
 from .faults import parse_fault
-from .state import Link, current_state
+from .state import Link, current_state, institution_user_id
 
 bp = Blueprint("control", __name__, url_prefix="/_sandbox")
 
@@ -77,6 +77,7 @@ def create_session() -> Any:
                 status="token_required" if resource == "links" else "valid",
                 mfa_type=token_type,
                 created_by=state.created_by,
+                institution_user_id=institution_user_id("heimdall_mx_retail", link_id),
             )
         )
     return mfa.open_challenge(state, link_id, resource, token_type, expiry)
@@ -89,6 +90,12 @@ def _link_id(value: Any) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError:
         raise InvalidControlRequest("link must be a UUID") from None
+
+
+@bp.post("/webhooks")
+def send_webhook() -> Any:
+    """Send Belvo's LINK webhook for a link to a loopback URL (sandbox/webhooks.py)."""
+    return webhooks.send(control_body())
 
 
 @bp.post("/faults")

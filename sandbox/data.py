@@ -206,6 +206,31 @@ def portfolios(link: Link) -> list[dict[str, Any]]:
     ]
 
 
+def employment_records(link: Link) -> list[dict[str, Any]]:
+    """One employment record with its current job."""
+    return [
+        {
+            "id": _id(link, "employment-record"),
+            "link": link.id,
+            "collected_at": utc_now(),
+            "personal_data": {
+                "first_name": "Valeria",
+                "last_name": "Gómez Ruiz",
+                "document_id": "GORV900101",
+            },
+            "employment_records": [
+                {
+                    "employer": "Servicios Gómez SA de CV",
+                    "start_date": _days_ago(900),
+                    "end_date": None,
+                    "base_salary": 25000.0,
+                    "currency": currency_of(link.institution),
+                }
+            ],
+        }
+    ]
+
+
 GENERATORS: dict[str, Callable[[Link], list[dict[str, Any]]]] = {
     "accounts": accounts,
     "transactions": transactions,
@@ -215,8 +240,18 @@ GENERATORS: dict[str, Callable[[Link], list[dict[str, Any]]]] = {
     "incomes": incomes,
     "recurring-expenses": recurring_expenses,
     "risk-insights": risk_insights,
+    "employment-records": employment_records,
     "investments/portfolios": portfolios,
 }
 
 DATA_RESOURCES = tuple(GENERATORS)
 RESUMABLE = ("links", *DATA_RESOURCES)
+
+
+def generate(resource: str, link: Link, resumed: bool) -> Any:
+    """The resource's answer body, in the shape Belvo's spec gives it: a list, except one portfolio
+    object, and incomes, whose POST answers one object but whose PATCH answers a list."""
+    items = GENERATORS[resource](link)
+    if resource == "investments/portfolios" or (resource == "incomes" and not resumed):
+        return items[0]
+    return items

@@ -71,7 +71,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(NotFound)
     def _not_found(_: NotFound) -> Response:
-        return error_response(404, "not_found", "Resource not found")
+        return error_response(404, "not_found", "Not found")
 
     @app.errorhandler(MethodNotAllowed)
     def _not_allowed(error: MethodNotAllowed) -> Response:
@@ -83,5 +83,6 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(
             500,
             "unexpected_error",
-            "Belvo is unable to process the request due to an internal system issue",
+            "Belvo is unable to process the request due to an internal system issue or to an unsupported "
+            "response from an institution",
         )

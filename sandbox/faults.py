@@ -23,20 +23,28 @@ from .errors import InvalidControlRequest, error_item
 from .state import Fault
 
 MODES = ("status", "delay", "hang", "drop", "html", "truncated", "bad_shape")
-MATCHES = ("resume", "register", "retrieve", "any")
+MATCHES = ("resume", "register", "retrieve", "update", "list", "any")
 DEFAULT_HANG_SECONDS = 30.0
 
-# Belvo's error code for each status a `status` fault can send; others get unexpected_error.
+# Belvo's error for each status its spec lists (code and message as the spec gives them).
 STATUS_ERRORS = {
     400: ("institution_down", "The financial institution is down, try again later"),
-    401: ("authentication_failed", "Invalid authentication credentials"),
-    403: ("permission_denied", "You do not have permission to perform this action"),
-    404: ("not_found", "Resource not found"),
-    408: ("request_timeout", "The request timed out, please try again"),
-    429: ("too_many_requests", "Too many requests, please try again later"),
-    500: ("unexpected_error", "Belvo is unable to process the request due to an internal system issue"),
-    503: ("institution_unavailable", "The institution is temporarily unavailable"),
+    401: ("authentication_failed", "Invalid Secret Keys"),
+    403: ("access_to_resource_denied", "You don't have access to this resource."),
+    404: ("not_found", "Not found"),
+    408: (
+        "request_timeout",
+        "The request timed out, you can retry asking for less data by changing your query parameters",
+    ),
+    500: (
+        "unexpected_error",
+        "Belvo is unable to process the request due to an internal system issue or to an unsupported "
+        "response from an institution",
+    ),
 }
+# Any other status (429, 502, 503, ...) is the sandbox's own, named as such: Belvo's spec lists no such
+# answer, though a proxy or a rate limiter in front of Belvo may give one.
+INJECTED = ("sandbox_fault", "HTTP {status}, injected by the sandbox: not an answer Belvo's spec lists")
 
 
 def parse_fault(body: Any) -> Fault:
@@ -103,8 +111,12 @@ def fault_response(fault: Fault, sock: socket.socket | None) -> Response:
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
     if fault.mode == "status":
         status = fault.status or 500
-        code, message = STATUS_ERRORS.get(status, STATUS_ERRORS[500])
-        body = fault.body if fault.body is not None else json.dumps([error_item(code, message)])
+        code, message = STATUS_ERRORS.get(status, INJECTED)
+        body = (
+            fault.body
+            if fault.body is not None
+            else json.dumps([error_item(code, message.format(status=status))])
+        )
         return Response(body, status, headers, mimetype="application/json")
     if fault.mode == "html":
         page = "<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>"

@@ -31,11 +31,13 @@ def resource_of(path: str) -> str | None:
 
 
 def kind_of(method: str, path: str) -> str:
-    """`register`, `retrieve`, `resume`, `update` or `other`: what faults match on."""
+    """`register`, `retrieve`, `resume`, `update`, `list` or `other`: what faults match on."""
     resource = resource_of(path)
     collection = path in (f"/api/{resource}/", "/investments/portfolios/")
     if collection and method == "POST" and resource == "links":
         return "register"
+    if collection and method == "GET" and resource == "links":
+        return "list"
     if collection and method == "POST" and resource in DATA_RESOURCES:
         return "retrieve"
     if collection and method == "PATCH" and resource in RESUMABLE:
@@ -76,6 +78,7 @@ def describe_call(state: SandboxState) -> dict[str, Any]:
         "has_token": token not in (None, ""),
         "save_data": body.get("save_data"),
         "body_keys": sorted(body),
+        "query": dict(request.args),
         "auth_ok": credentials_ok(state.config) if needs_auth else None,
         "status": None,
         "fault": None,
@@ -111,7 +114,7 @@ def register_gateway(app: Flask) -> None:
             raise BelvoError(
                 401,
                 "authentication_failed",
-                "Invalid authentication credentials",
+                "Invalid Secret Keys",
                 headers={"WWW-Authenticate": 'Basic realm="api"'},
             )
         return None

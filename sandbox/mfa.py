@@ -13,53 +13,65 @@ from .state import Link, MfaSession, SandboxState
 TOKEN_COMPLETES = "111111"
 TOKEN_ASKS_AGAIN = "999999"
 
-# Sandbox username/password -> the challenge the bank sends (None: no MFA).
-CREDENTIALS: dict[tuple[str, str], str | None] = {
-    ("user_valid", "pass_valid"): None,
-    ("mfa_numeric", "numeric_code"): "numeric",
-    ("mfa_qr", "qr_code"): "qr_code",
-    ("mfa_default", "pass_valid"): "device",
-}
+# The challenges a login or data call can pause with. `approval` is the sandbox's own (Belvo's guide
+# has no such credentials): confirmed in the bank's app, so the resume PATCH carries no token.
+TOKEN_TYPES = ("numeric", "qr_code", "device", "approval")
 
-TOKEN_TYPES = ("numeric", "qr_code", "device")
+
+def _digits(session_id: str, count: int) -> str:
+    return str(int(session_id[:12], 16) % 10**count).zfill(count)
 
 
 def token_generation_data(token_type: str, session_id: str) -> dict[str, Any]:
-    """What the user needs to produce (or skip) the token."""
+    """What the user needs to produce (or skip) the token, in the shape Belvo's 428 carries it."""
     if token_type == "qr_code":
         return {
-            "instructions": "Scan the QR code with your bank app and enter the code shown",
+            "instructions": "Scan the QR code with your bank app and enter the code it shows",
             "type": "qr_code",
-            "value": f"HEIMDALL-QR|v1|session={session_id}|nonce={new_request_id()[:12]}",
+            # The data of the QR code: a frontend renders this string as the code to scan.
+            "value": f"belvo-sandbox://mfa?session={session_id}&nonce={new_request_id()[:12]}",
             "expects_user_input": True,
         }
     if token_type == "device":
         return {
-            "instructions": "Approve the access in your bank app",
+            "instructions": "Enter the code your bank's token device shows",
             "type": "device",
+            "value": "",
+            "expects_user_input": True,
+        }
+    if token_type == "approval":
+        return {
+            "instructions": "Approve the access in your bank app",
+            "type": "approval",
             "value": "",
             "expects_user_input": False,
         }
-    return {
-        "instructions": "Please enter the numeric code sent to your phone",
+    return {  # Belvo's spec example: a challenge code the user types into their token generator
+        "instructions": "Use this code to generate the token",
         "type": "numeric",
-        "value": "",
+        "value": _digits(session_id, 5),
         "expects_user_input": True,
     }
 
 
-def token_required_body(session: MfaSession, shape: str) -> list[dict[str, Any]] | dict[str, Any]:
-    """The 428 body: a one-element list (the spec) or a bare object (Belvo's samples)."""
-    item = {
+def token_required_body(
+    session: MfaSession, shape: str, expiry_form: str = "integer"
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """The 428 body: a one-element list (the spec) or a bare object (Belvo's samples); `expiry` an
+    integer (the spec), a string of digits (Belvo's MFA guide) or left out."""
+    # Belvo's expiry is whole seconds; a fractional test expiry is rounded up on the wire.
+    expiry = max(1, math.ceil(session.expiry))
+    item: dict[str, Any] = {
         "code": "token_required",
         "message": "A MFA token is required by the institution to login",
         "request_id": new_request_id(),
         "session": session.id,
-        # Belvo's expiry is whole seconds; a fractional test expiry is rounded up on the wire.
-        "expiry": max(1, math.ceil(session.expiry)),
+        "expiry": str(expiry) if expiry_form == "string" else expiry,
         "link": session.link_id,
         "token_generation_data": token_generation_data(session.token_type, session.id),
     }
+    if expiry_form == "absent":
+        del item["expiry"]
     return [item] if shape == "list" else item
 
 
@@ -69,7 +81,8 @@ def open_challenge(
     """Pause a call on `resource`: register a session and return the body announcing it."""
     seconds = state.config["session_expiry_seconds"] if expiry is None else expiry
     session = state.open_session(resource, link_id, token_type, seconds)
-    return token_required_body(session, state.config["token_required_shape"])
+    config = state.config
+    return token_required_body(session, config["token_required_shape"], config["token_required_expiry"])
 
 
 def challenge_response(state: SandboxState, link: Link, resource: str) -> Response:
@@ -83,7 +96,8 @@ def answer_session(state: SandboxState, resource: str, body: dict[str, Any]) -> 
     """Apply a resume PATCH: the completed session, or the 428 of the next MFA step.
 
     The session is consumed whatever the token, so a second answer gets `session_expired`.
-    `111111` completes, `999999` asks again under a new session, anything else is rejected.
+    `111111` completes, `999999` asks again under a new session, anything else is rejected with the
+    sandbox's `invalid_token` (Belvo names no code for a wrong token on these routes).
     """
     token = body.get("token")
     has_token = token not in (None, "")

@@ -6,8 +6,9 @@ cannot both claim it, which is the property the real service's tests rely on.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-import secrets
+import hashlib
 import threading
 import time
 import uuid
@@ -17,12 +18,23 @@ from typing import Any
 
 from flask import current_app
 
+from .config import TUNABLE
 from .errors import BelvoError
 
 
 def utc_now() -> str:
     """The current time in RFC 3339 UTC, microseconds included, as Belvo writes it."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# Challenges confirmed elsewhere (mfa.TOKEN_TYPES): their resume PATCH carries no token.
+NO_INPUT_TYPES = frozenset({"approval"})
+
+
+def institution_user_id(institution: str, username: str) -> str:
+    """Belvo's 44-character id of a user at an institution: the same login gives the same id."""
+    digest = hashlib.sha256(f"{institution}\0{username}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 @dataclass
@@ -36,9 +48,9 @@ class Link:
     status: str
     mfa_type: str | None
     created_by: str
+    institution_user_id: str
     created_at: str = dataclasses.field(default_factory=utc_now)
     last_accessed_at: str | None = None
-    institution_user_id: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def as_json(self) -> dict[str, Any]:
         """The link object as Belvo serialises it."""
@@ -69,8 +81,8 @@ class MfaSession:
 
     @property
     def expects_user_input(self) -> bool:
-        """Device-flow sessions are confirmed in the bank app, so the PATCH carries no token."""
-        return self.token_type != "device"
+        """An approval is confirmed in the bank app, so its PATCH carries no token."""
+        return self.token_type not in NO_INPUT_TYPES
 
 
 @dataclass
@@ -122,13 +134,25 @@ class SandboxState:
 
     def tunables(self) -> dict[str, Any]:
         """The settings `/_sandbox/config` exposes (never the secrets)."""
-        return {
-            key: self.config[key] for key in ("latency_ms", "token_required_shape", "session_expiry_seconds")
-        }
+        return {key: self.config[key] for key in TUNABLE}
 
     def save_link(self, link: Link) -> Link:
         """Store (or replace) a link."""
         with self.lock:
+            self.links[link.id] = link
+            return link
+
+    def add_link(self, link: Link) -> Link:
+        """Store a new link, atomically refused (Belvo's 400) if the same login already has one here."""
+        with self.lock:
+            for other in self.links.values():
+                if (other.institution, other.institution_user_id) == (
+                    link.institution,
+                    link.institution_user_id,
+                ):
+                    raise BelvoError(
+                        400, "duplicated", "A link for these credentials already exists at this institution"
+                    )
             self.links[link.id] = link
             return link
 
@@ -153,10 +177,12 @@ class SandboxState:
         with self.lock:
             return self.links.pop(link_id, None) is not None
 
-    def list_links(self) -> list[Link]:
-        """Copies of all links, oldest first."""
+    def list_links(self, filters: dict[str, str] | None = None) -> list[Link]:
+        """Copies of the links whose fields equal every filter given, oldest first."""
         with self.lock:
-            return [dataclasses.replace(link) for link in self.links.values()]
+            links = [dataclasses.replace(link) for link in self.links.values()]
+        wanted = filters or {}
+        return [link for link in links if all(str(link.as_json().get(k)) == v for k, v in wanted.items())]
 
     def open_session(self, resource: str, link_id: str, token_type: str, expiry: float) -> MfaSession:
         """Register a new paused session."""

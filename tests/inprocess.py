@@ -1,8 +1,8 @@
 """The fast tier's service: the Flask app through its test client, and the worker's jobs run in this process.
 
 Real parts throughout: a real redis-server (tests/conftest.py), the sandbox over real HTTP on loopback
-(served from a thread here), RQ's own SimpleWorker running the jobs, the sweeper's own pass. Only the
-processes are left out, so a test takes milliseconds where a stack of processes takes seconds.
+(served from a thread here), the worker's own RQ worker class running the jobs, the sweeper's own pass.
+Only the processes are left out, so a test takes milliseconds where a stack of processes takes seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from rq import Queue, SimpleWorker
+from rq import Queue
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
@@ -29,6 +29,8 @@ from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
 from worker import runtime
 from worker.deliverer import build_delivery, deliver_pending
+from worker.resume_worker import ResumeWorker
+from worker.slots import CallSlots
 from worker.sweeper import sweep_once
 
 BASE = "http://localhost"
@@ -50,9 +52,10 @@ class Reply:
 
 
 class JobRunner:
-    """Runs what the worker process would: one sweeper pass, then every queued job, with RQ's SimpleWorker,
-    connected as the worker process connects (its own ACL user), then every webhook delivery the outbox
-    holds (when WEBHOOK_SECRETS is set)."""
+    """Runs what the worker process would: one sweeper pass, then every queued job with the worker's own
+    RQ worker class (up to WORKER_CONCURRENCY at once, a thread each, its call leases kept alive), then
+    every webhook delivery the outbox holds (when WEBHOOK_SECRETS is set); connected as the worker
+    process connects (its own ACL user)."""
 
     def __init__(self, settings: Settings) -> None:
         redis = connect(settings, Role.WORKER)
@@ -60,6 +63,7 @@ class JobRunner:
         self.runner = runtime.build_runner(settings, redis)
         runtime.install(self.runner)
         self.queue = Queue(settings.resume_queue, connection=redis)
+        self.slots = CallSlots(settings.worker_concurrency)
         self.outbox = Outbox(redis, settings.session_retention_seconds)
         self.delivery = build_delivery(settings, redis)
 
@@ -74,9 +78,12 @@ class JobRunner:
         if not self.queue.count:
             return
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.runner.leases.start()
         try:
-            SimpleWorker([self.queue], connection=self.redis).work(burst=True, logging_level="WARNING")
+            worker = ResumeWorker([self.queue], slots=self.slots, connection=self.redis)
+            worker.work(burst=True, logging_level="WARNING")
         finally:
+            self.runner.leases.stop()
             for sig, handler in handlers.items():  # RQ installs its own; pytest keeps its Ctrl-C
                 signal.signal(sig, handler)
 
@@ -125,9 +132,17 @@ def sandbox_in_thread(config: Mapping[str, Any] | None = None) -> Iterator[str]:
     app = sandbox_app.create_app(
         {"secret_id": BELVO_SECRET_ID, "secret_password": BELVO_SECRET_PASSWORD, **(config or {})}
     )
+    with served(app, "sandbox") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served(app: Flask, name: str = "service") -> Iterator[str]:
+    """A WSGI app on a free loopback port, a thread per request, for callers that need real HTTP (the
+    sandbox delivering Belvo's webhooks to the service); yields its URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per call would drown real errors
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

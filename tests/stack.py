@@ -121,8 +121,10 @@ class Stack:
         self.api = Api(self.web.url)
         return self.api
 
-    def start_worker(self) -> Proc:
-        proc = self._owned(start_worker(self.worker_env, self.logs, name=f"worker{len(self.workers) + 1}"))
+    def start_worker(self, **env: str) -> Proc:
+        """`python -m worker` with the stack's settings, plus `env` for this worker alone."""
+        name = f"worker{len(self.workers) + 1}"
+        proc = self._owned(start_worker({**self.worker_env, **env}, self.logs, name=name))
         self.workers.append(proc)
         return proc
 

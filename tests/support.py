@@ -19,6 +19,8 @@ API_KEY = "test-api-key-0123456789abcdef-0123"  # API keys are at least 32 chara
 SECOND_API_KEY = "test-api-key-rotated-fedcba9876543210"
 BELVO_SECRET_ID = "sandbox-secret-id"
 BELVO_SECRET_PASSWORD = "sandbox-secret-password-for-tests"
+# The Authorization header Belvo's webhooks carry (set in Belvo's dashboard; BELVO_WEBHOOK_AUTHORIZATION).
+BELVO_WEBHOOK_AUTHORIZATION = "Bearer belvo-webhooks-for-tests-5f1c0d2a"
 # A Standard Webhooks signing secret (whsec_ + base64 of 32 bytes), and a receiver's settings on loopback.
 WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNpZ25pbmcta2V5LTMyLWJ5dGVzIQ=="
 WEBHOOK_LOOPBACK_ENV = {
@@ -52,6 +54,7 @@ SERVICE_ENV = {
     "API_KEYS": f"{API_KEY},{SECOND_API_KEY}",
     "BELVO_SECRET_ID": BELVO_SECRET_ID,
     "BELVO_SECRET_PASSWORD": BELVO_SECRET_PASSWORD,
+    "BELVO_WEBHOOK_AUTHORIZATION": BELVO_WEBHOOK_AUTHORIZATION,
     "SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY,
     "SEALING_PRIVATE_KEYS": SEALING_PRIVATE_KEY,
     "RESULT_PUBLIC_KEY": RESULT_PUBLIC_KEY,
@@ -91,6 +94,14 @@ class Sandbox:
 
     def calls(self, **filters: str) -> list[dict[str, Any]]:
         r = requests.get(f"{self.url}/_sandbox/calls", params=filters, timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    def webhook(self, url: str, link: str, **spec: Any) -> dict[str, Any]:
+        """Have the sandbox send Belvo's LINK webhook for `link` to `url` (loopback); what it got back."""
+        r = requests.post(
+            f"{self.url}/_sandbox/webhooks", json={"url": url, "link": link, **spec}, timeout=10
+        )
         r.raise_for_status()
         return r.json()
 

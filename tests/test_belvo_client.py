@@ -80,10 +80,31 @@ def test_resume_leaves_save_data_out_when_unset(mock, client):
     assert "save_data" not in sent_body(mock)
 
 
-def test_investment_portfolios_live_outside_api(mock, client):
-    mock.patch(f"{BASE}/investments/portfolios/", json=[], status=201)
-    answer = client.resume("investments/portfolios", session=SESSION, link=LINK, token=TOKEN)
+def test_investment_portfolios_live_outside_api_and_resume_without_save_data(mock, client):
+    mock.patch(f"{BASE}/investments/portfolios/", json={"id": "p-1"}, status=201)
+    answer = client.resume("investments/portfolios", session=SESSION, link=LINK, token=TOKEN, save_data=False)
     assert answer.status == 201
+    assert sent_body(mock) == {"session": SESSION, "token": TOKEN, "link": LINK}  # PatchBodyWithoutSaveData
+
+
+def test_employment_records_resume_on_their_collection(mock, client):
+    mock.patch(f"{BASE}/api/employment-records/", json=[], status=201)
+    client.resume("employment-records", session=SESSION, link=LINK, token=TOKEN, save_data=True)
+    assert sent_body(mock)["save_data"] is True
+
+
+def test_update_link_puts_the_credentials_on_the_link(mock, client):
+    fields = {"password": "new-password"}
+    mock.put(f"{LINKS_URL}{LINK}/", json=LINK_OBJECT, match=[matchers.json_params_matcher(fields)])
+    assert client.update_link(LINK, fields).body == LINK_OBJECT
+
+
+def test_find_links_filters_the_list_by_external_id_and_institution_with_no_body(mock, client):
+    page = {"count": 1, "next": None, "previous": None, "results": [LINK_OBJECT]}
+    query = {"external_id": "mfa_1", "institution": "heimdall_mx_retail", "page_size": "100"}
+    mock.get(LINKS_URL, json=page, match=[matchers.query_param_matcher(query)])
+    assert client.find_links(external_id="mfa_1", institution="heimdall_mx_retail").body == page
+    assert mock.calls[0].request.body is None
 
 
 def test_register_posts_the_fields_to_links(mock, client):

@@ -33,6 +33,9 @@ def test_defaults_match_the_readme():
     assert settings.resume_max_attempts == 5
     assert settings.resume_backoff_seconds == 1
     assert settings.session_retention_seconds == 86400
+    assert settings.default_mfa_expiry_seconds == 600
+    assert settings.belvo_webhook_authorization == ""  # the webhook intake is off
+    assert settings.link_events_retention_seconds == 30 * 86400
 
 
 def test_values_are_read_from_the_mapping():
@@ -84,6 +87,15 @@ def test_the_worker_names_all_missing_belvo_variables_at_once():
     assert all(name in str(raised.value) for name in BELVO)
 
 
+def test_the_worker_runs_32_calls_at_once_by_default_and_refuses_more_than_1024():
+    assert Settings.from_env({}).worker_concurrency == 32
+    assert (
+        Settings.from_env({**BELVO, "WORKER_CONCURRENCY": "1024"}).require_worker().worker_concurrency == 1024
+    )
+    with pytest.raises(ConfigError, match="WORKER_CONCURRENCY must be at most 1024"):
+        Settings.from_env({**BELVO, "WORKER_CONCURRENCY": "1025"}).require_worker()
+
+
 def test_the_worker_refuses_a_base_url_without_scheme():
     with pytest.raises(ConfigError, match="BELVO_BASE_URL"):
         Settings.from_env({**BELVO, "BELVO_BASE_URL": "sandbox.belvo.com"}).require_worker()
@@ -102,6 +114,8 @@ def test_the_worker_refuses_a_base_url_without_scheme():
         ("LEASE_SECONDS", "abc"),
         ("UPSTREAM_TIMEOUT_SECONDS", "nan"),
         ("RESUME_BACKOFF_SECONDS", "inf"),
+        ("WORKER_CONCURRENCY", "0"),
+        ("WORKER_CONCURRENCY", "eight"),
     ],
 )
 def test_a_malformed_number_names_its_variable(name, raw):
@@ -214,6 +228,7 @@ def test_no_secret_appears_in_the_repr():
         **WORKER_KEYS,
         "API_KEYS": f"{KEY},{'o' * 40}",
         "REDIS_URL": f"redis://default:{redis_password}@redis.internal:6379/0",
+        "BELVO_WEBHOOK_AUTHORIZATION": "Bearer webhook-secret-0123456789",
     }
     settings = Settings.from_env(env)
     assert settings.belvo_secret_password == BELVO["BELVO_SECRET_PASSWORD"]
@@ -225,11 +240,25 @@ def test_no_secret_appears_in_the_repr():
         SEALING_PRIVATE_KEY,
         RESULT_PRIVATE_KEY,
         redis_password,
+        "webhook-secret-0123456789",
     ]
     web = Settings.from_env(role_env(env, "web")).require_web()
     for shown in (repr(settings), str(settings), f"{settings}", repr(web)):
         assert [s for s in secrets if s in shown] == [], shown
     assert "redis.internal:6379" in repr(settings) and SEALING_PUBLIC_KEY in repr(settings)
+
+
+def test_the_worker_never_holds_belvos_webhook_credential():
+    env = {**BELVO, "BELVO_WEBHOOK_AUTHORIZATION": "Bearer webhook-secret-0123456789"}
+    assert "BELVO_WEBHOOK_AUTHORIZATION" not in role_env(env, "worker")
+    assert Settings.from_env(env).require_worker().belvo_webhook_authorization == ""
+
+
+@pytest.mark.parametrize("raw", ["0", "604801", "ten"])
+def test_the_default_mfa_expiry_is_a_positive_number_of_seconds_of_at_most_a_week(raw):
+    with pytest.raises(ConfigError, match="DEFAULT_MFA_EXPIRY_SECONDS"):
+        Settings.from_env({"DEFAULT_MFA_EXPIRY_SECONDS": raw})
+    assert Settings.from_env({"DEFAULT_MFA_EXPIRY_SECONDS": "720"}).default_mfa_expiry_seconds == 720
 
 
 def test_the_worker_process_exits_naming_the_missing_variables():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mfa.keys import token_key
+from tests.stack import epoch
 from tests.support import first
 
 
@@ -59,8 +62,8 @@ def test_data_resource_without_save_data_omits_it(api, sandbox):
     assert "save_data" not in call["body_keys"]
 
 
-def test_device_flow_resumes_without_a_token(api, sandbox):
-    s, tr = _resume(api, sandbox, token=None, pause={"token_type": "device"})
+def test_an_approval_elsewhere_resumes_without_a_token(api, sandbox):
+    s, tr = _resume(api, sandbox, token=None, pause={"token_type": "approval"})
     assert api.wait(s["id"])["status"] == "succeeded"
     [call] = _patches(sandbox, tr["session"])
     assert call["has_token"] is False and "token" not in call["body_keys"]
@@ -77,12 +80,14 @@ def test_rejected_token_fails_with_belvo_error(api, sandbox):
     assert len(_patches(sandbox, tr["session"])) == 1
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_auth_failure_is_not_retried(api, sandbox, status):
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, "upstream_auth_failed"), (403, "access_to_resource_denied")]
+)
+def test_refusals_by_belvo_are_not_retried_and_only_401_is_an_auth_failure(api, sandbox, status, code):
     sandbox.fault("status", status=status, count=5)
-    s, tr = _resume(api, sandbox)
+    s, tr = _resume(api, sandbox, resource="risk-insights")
     done = api.wait(s["id"])
-    assert done["status"] == "failed" and done["outcome"]["code"] == "upstream_auth_failed"
+    assert done["status"] == "failed" and done["outcome"]["code"] == code
     assert done["outcome"]["http_status"] == status
     assert len(_patches(sandbox, tr["session"])) == 1
 
@@ -152,3 +157,71 @@ def test_a_client_secret_sees_the_outcome_code_never_belvos_bodies(api, sandbox)
         None,
     )
     assert seen["message"]
+
+
+@pytest.mark.parametrize(("form", "seconds"), [("string", 9600), ("absent", 75)])
+def test_a_chained_428_with_expiry_as_a_string_or_none_opens_the_next_step(make_api, sandbox, form, seconds):
+    api = make_api(DEFAULT_MFA_EXPIRY_SECONDS="75")
+    s, _ = _resume(api, sandbox, "999999")
+    sandbox.configure(token_required_expiry=form)  # the answer to the resume is the next 428
+    before = time.time()
+    step2 = api.wait(s["id"], {"awaiting_token"}, step=2)
+    assert abs(epoch(step2["expires_at"]) - (before + seconds)) < 5
+    assert api.submit(s["id"], "111111", credential=s["client_secret"]).status_code == 202
+    assert api.wait(s["id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"mode": "drop", "process": True},
+        {"mode": "status", "status": 408, "process": True},
+        {"mode": "status", "status": 500, "process": True},
+        {"mode": "hang", "delay_seconds": 3, "process": True},
+    ],
+    ids=["dropped", "408", "500", "timeout"],
+)
+def test_session_expired_after_an_attempt_belvo_may_have_acted_on_is_an_unknown_outcome(api, sandbox, fault):
+    sandbox.fault(**fault)  # Belvo resumes the session, and its answer is lost or is an error
+    s, tr = _resume(api, sandbox)
+    done = api.wait(s["id"])
+    assert done["status"] == "failed" and done["outcome"]["code"] == "upstream_outcome_unknown", done
+    assert [c["status"] for c in _patches(sandbox, tr["session"])][-1] == 400  # Belvo: session_expired
+    assert done["outcome"]["upstream_errors"][0]["code"] == "session_expired"
+
+
+def test_a_429_is_not_uncertain_so_a_later_session_expired_reads_as_belvo_says(api, sandbox):
+    # A 429 refuses the call before any work; here the sandbox spent the session anyway, so the retry
+    # meets session_expired, which the service records as Belvo's answer, not as an unknown outcome.
+    sandbox.fault("status", status=429, retry_after=0, process=True)
+    s, _ = _resume(api, sandbox, resource="accounts")
+    done = api.wait(s["id"])
+    assert (done["status"], done["outcome"]["code"]) == ("failed", "session_expired")
+
+
+def test_a_data_428_handed_over_without_its_resource_says_so_when_belvo_refuses_it(api, sandbox):
+    pause = sandbox.pause(resource="accounts")
+    s = api.created(pause)  # `resource` left out: the resume goes to PATCH /api/links/
+    assert s["resource"] == "links"
+    assert api.submit(s["id"], "111111", credential=s["client_secret"]).status_code == 202
+    done = api.wait(s["id"])
+    assert (done["status"], done["outcome"]["code"]) == ("failed", "session_expired")
+    assert "needed that call's `resource`" in done["outcome"]["message"]
+    [call] = _patches(sandbox, first(pause)["session"])
+    assert call["path"] == "/api/links/"
+
+
+def test_portfolios_resume_without_save_data_and_answer_one_object(api, sandbox):
+    s, tr = _resume(api, sandbox, resource="investments/portfolios", save_data=False)
+    done = api.wait(s["id"])
+    assert done["status"] == "succeeded" and isinstance(done["outcome"]["result"], dict)
+    [call] = _patches(sandbox, tr["session"])
+    assert call["path"] == "/investments/portfolios/" and "save_data" not in call["body_keys"]
+
+
+def test_employment_records_resume_on_their_collection(api, sandbox):
+    s, tr = _resume(api, sandbox, resource="employment-records", save_data=True)
+    done = api.wait(s["id"])
+    assert done["status"] == "succeeded" and isinstance(done["outcome"]["result"], list)
+    [call] = _patches(sandbox, tr["session"])
+    assert (call["path"], call["save_data"]) == ("/api/employment-records/", True)

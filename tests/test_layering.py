@@ -33,7 +33,7 @@ def test_importing_the_worker_or_the_core_loads_no_web_framework(modules):
 
 
 def test_every_job_the_web_enqueues_resolves_in_the_worker():
-    assert len(ALL_PATHS) == 4
+    assert len(ALL_PATHS) == 5
     check_job_paths()  # raises ConfigError naming a path that does not resolve
 
 

@@ -1,49 +1,23 @@
-"""The sandbox over real HTTP: a subprocess, driven by the official SDK and by plain requests."""
+"""The sandbox over real HTTP: a subprocess, driven by the official SDK and by plain requests.
+
+Its Belvo side: institutions and credentials, the MFA pause and resume, data calls, faults and its
+control API. The link routes (list, update) and the webhooks it sends: tests/test_sandbox_links.py.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from belvo.client import Client
+from belvo.enums import AccessMode
 from belvo.exceptions import BelvoAPIException, RequestError
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = ("test-secret-id", "test-secret-password")
-HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-@contextlib.contextmanager
-def running_sandbox(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start `python -m sandbox` on a free port; yield its URL; stop it with SIGTERM."""
-    port_file = workdir / "port"
-    command = [sys.executable, "-m", "sandbox", "--port", "0", "--port-file", str(port_file), *args]
-    with open(workdir / "stderr", "wb") as stderr:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while not port_file.exists():
-            assert process.poll() is None, (workdir / "stderr").read_text()
-            assert time.monotonic() < deadline, "sandbox did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0
-    # Faults must not spew tracebacks on stderr.
-    assert "Traceback" not in (workdir / "stderr").read_text()
+from tests.sandbox_process import HEX32, SECRET, outcome, running_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +55,6 @@ def control(base_url: str):
     return call
 
 
-def error_code(response: requests.Response) -> str:
-    [error] = response.json()
-    assert HEX32.match(error["request_id"])
-    return error["code"]
-
-
-def outcome(response: requests.Response) -> tuple[int, str]:
-    """The status and Belvo error code of an error answer."""
-    return response.status_code, error_code(response)
-
-
 def paused(control, **body) -> dict:
     response = control("POST", "/sessions", body)
     assert response.status_code == 200, response.text
@@ -126,21 +89,46 @@ def test_command_line_flags_win_over_environment(tmp_path):
 
 
 def test_register_without_mfa(client):
-    link = client.Links.create("heimdall_co_retail", "user_valid", "pass_valid", raise_exception=True)
-    assert (link["status"], link["access_mode"], link["refresh_rate"]) == ("valid", "single", None)
+    link = client.Links.create("erebor_mx_retail", "user_valid", "pass_valid", raise_exception=True)
+    # Belvo's default access_mode is recurrent, refreshed every 7 days.
+    assert (link["status"], link["access_mode"], link["refresh_rate"]) == ("valid", "recurrent", "7d")
     assert link["created_at"].endswith("Z") and str(uuid.UUID(link["created_by"])) == link["created_by"]
+    assert len(link["institution_user_id"]) == 44
     assert client.Links.get(link["id"])["id"] == link["id"]
     assert client.Links.delete(link["id"]) is True
     assert client.Links.delete(link["id"]) is False
 
 
 @pytest.mark.parametrize(
+    ("institution", "username", "password"),
+    [
+        ("erebor_co_retail", "jdoe", "s3cret"),  # the guide: ordinary credentials create a link
+        ("gringotts_br_retail", "mfa_numeric", "numeric_code"),  # no MFA at a bank without it
+        ("heimdall_mx_retail", "jdoe", "s3cret"),  # an MFA bank logs ordinary credentials in too
+        ("gotham_co_business", "user_valid", "pass_valid"),
+    ],
+)
+def test_ordinary_credentials_create_a_valid_link(client, institution, username, password):
+    link = client.Links.create(institution, username, password, raise_exception=True)
+    assert (link["institution"], link["status"]) == (institution, "valid")
+
+
+def test_access_mode_single_and_a_duplicate_link(client, api):
+    link = client.Links.create("erebor_mx_retail", "jdoe", "s3cret", access_mode=AccessMode.SINGLE)
+    assert (link["access_mode"], link["refresh_rate"]) == ("single", None)
+    # The guide: the same login at the same bank again is refused with a 400 (its code is the sandbox's).
+    assert outcome(register(api, "jdoe", "other", "erebor_mx_retail")) == (400, "duplicated")
+    assert register(api, "jdoe", "s3cret", "erebor_co_retail").status_code == 201
+
+
+@pytest.mark.parametrize(
     ("institution", "username", "password", "code", "field"),
     [
-        ("erebor_mx_retail", "user_valid", "pass_valid", "does_not_exist", "institution"),
+        ("narnia_mx_retail", "user_valid", "pass_valid", "does_not_exist", "institution"),
         ("heimdall_mx_retail", None, "pass_valid", "required", "username"),
         ("heimdall_mx_retail", "", "pass_valid", "blank", "username"),
-        ("gotham_mx_business", "user_valid", "wrong", "invalid_credentials", None),
+        ("gotham_mx_business", "user_invalid", "pass_valid", "login_error", None),
+        ("erebor_mx_retail", "user_valid", "pass_invalid", "login_error", None),
     ],
 )
 def test_register_rejections(api, institution, username, password, code, field):
@@ -156,12 +144,14 @@ def test_numeric_mfa_with_the_sdk(client, control):
     [challenge] = paused_register.value.detail
     assert challenge["code"] == "token_required" and challenge["expiry"] == 9600
     assert HEX32.match(challenge["session"]) and HEX32.match(challenge["request_id"])
-    assert challenge["token_generation_data"] == {
-        "instructions": "Please enter the numeric code sent to your phone",
-        "type": "numeric",
-        "value": "",
-        "expects_user_input": True,
-    }
+    data = challenge["token_generation_data"]
+    # The spec's example: a challenge code (`value`) the user's token generator turns into the token.
+    assert (data["type"], data["instructions"], data["expects_user_input"]) == (
+        "numeric",
+        "Use this code to generate the token",
+        True,
+    )
+    assert data["value"].isdigit() and len(data["value"]) == 5
     link_id = challenge["link"]
     assert client.Links.get(link_id)["status"] == "token_required"
     [again] = client.Links.resume(challenge["session"], "999999", link=link_id)
@@ -187,14 +177,21 @@ def test_session_is_single_use_and_bad_tokens_end_it(api, control):
     assert outcome(resume(api, "f" * 32)) == (400, "session_expired")
 
 
-def test_qr_and_device_challenges(api):
+def test_qr_device_and_approval_challenges(api, client):
     qr = register(api, "mfa_qr", "qr_code", "heimdall_br_retail")
     data = qr.json()[0]["token_generation_data"]
-    assert qr.status_code == 428 and data["type"] == "qr_code" and data["value"]
-    assert data["expects_user_input"] is True
-    [challenge] = register(api, "mfa_default", "pass_valid").json()
-    assert challenge["token_generation_data"]["expects_user_input"] is False
-    done = resume(api, challenge["session"], token=None, link=challenge["link"])
+    assert qr.status_code == 428 and data["type"] == "qr_code" and data["expects_user_input"] is True
+    assert data["value"].startswith("belvo-sandbox://mfa?session=")  # the QR code's data, to render
+    # The guide's mfa_default: a code the user's device shows, submitted like any token.
+    [device] = register(api, "mfa_default", "pass_valid", "gotham_mx_business").json()
+    assert device["token_generation_data"]["type"] == "device"
+    assert device["token_generation_data"]["expects_user_input"] is True
+    assert outcome(resume(api, device["session"], token=None)) == (400, "required")
+    assert client.Links.resume(device["session"], "111111", link=device["link"])["status"] == "valid"
+    # The sandbox's own no-input flow: approved in the bank app, resumed without a token.
+    [approval] = register(api, "mfa_approval", "pass_valid").json()
+    assert approval["token_generation_data"]["expects_user_input"] is False
+    done = resume(api, approval["session"], token=None, link=approval["link"])
     assert (done.status_code, done.json()["status"]) == (200, "valid")
 
 
@@ -237,6 +234,24 @@ def test_data_calls_on_an_mfa_link_pause_every_time(client, api):
     portfolios = api("POST", "/investments/portfolios/", link=link_id)
     resumed = resume(api, portfolios.json()[0]["session"], path="/investments/portfolios/")
     assert (portfolios.status_code, resumed.status_code) == (428, 201)
+    assert isinstance(resumed.json(), dict) and resumed.json()["type"] == "FIXED_INCOME"  # one object
+    with pytest.raises(RequestError) as paused_records:
+        client.EmploymentRecords.create(link_id, raise_exception=True)
+    records = client.EmploymentRecords.resume(
+        paused_records.value.detail[0]["session"], "111111", link=link_id
+    )
+    assert isinstance(records, list) and records[0]["link"] == link_id
+
+
+def test_answer_shapes_follow_the_spec(client, api):
+    link = client.Links.create("erebor_mx_retail", "user_valid", "pass_valid")["id"]
+    assert isinstance(api("POST", "/investments/portfolios/", link=link).json(), dict)
+    assert isinstance(api("POST", "/api/incomes/", link=link).json(), dict)  # the spec's POST: one object
+    mfa_link = register(api, "mfa_numeric", "numeric_code").json()[0]["link"]
+    client.Links.resume(paused_link_session(api, mfa_link), "111111", link=mfa_link)
+    session = api("POST", "/api/incomes/", link=mfa_link).json()[0]["session"]
+    resumed = resume(api, session, path="/api/incomes/", link=mfa_link)
+    assert resumed.status_code == 201 and isinstance(resumed.json(), list)  # the spec's PATCH: a list
 
 
 def test_data_calls_without_mfa(client, api):
@@ -252,11 +267,22 @@ def test_data_calls_without_mfa(client, api):
 def test_object_shape_and_config(api, control):
     assert control("PUT", "/config", {"token_required_shape": "object", "session_expiry_seconds": 60}).ok
     config = control("GET", "/config").json()
-    assert config == {"latency_ms": 0, "token_required_shape": "object", "session_expiry_seconds": 60}
+    assert config == {
+        "latency_ms": 0,
+        "token_required_shape": "object",
+        "session_expiry_seconds": 60,
+        "token_required_expiry": "integer",
+    }
     response = register(api, "mfa_numeric", "numeric_code")
     assert response.status_code == 428 and response.json()["expiry"] == 60
     assert control("PUT", "/config", {"token_required_shape": "tuple"}).status_code == 400
     assert control("POST", "/reset").json()["config"]["token_required_shape"] == "list"
+
+
+@pytest.mark.parametrize(("form", "expiry"), [("string", "9600"), ("absent", None)])
+def test_expiry_as_belvos_guide_writes_it_or_not_at_all(control, form, expiry):
+    assert control("PUT", "/config", {"token_required_expiry": form}).ok
+    assert paused(control).get("expiry") == expiry
 
 
 def test_concurrent_resumes_of_one_session_complete_once(api, control):
@@ -278,7 +304,7 @@ def test_latency_is_served_concurrently(api, control):
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(500, "unexpected_error"), (408, "request_timeout"), (503, "institution_unavailable")],
+    [(500, "unexpected_error"), (408, "request_timeout"), (503, "sandbox_fault")],
 )
 def test_transient_status_faults_keep_the_session(api, control, status, code):
     session = paused(control)["session"]
@@ -290,8 +316,10 @@ def test_transient_status_faults_keep_the_session(api, control, status, code):
 def test_final_and_throttling_faults(api, control):
     session = paused(control)["session"]
     control("POST", "/faults", {"mode": "status", "status": 429, "retry_after": 7})
-    throttled = resume(api, session)
-    assert (outcome(throttled), throttled.headers["Retry-After"]) == ((429, "too_many_requests"), "7")
+    throttled = resume(api, session)  # not a status Belvo's spec lists: named as the sandbox's
+    assert (outcome(throttled), throttled.headers["Retry-After"]) == ((429, "sandbox_fault"), "7")
+    control("POST", "/faults", {"mode": "status", "status": 403})
+    assert outcome(resume(api, session)) == (403, "access_to_resource_denied")
     control("POST", "/faults", {"mode": "status", "status": 400})
     assert outcome(resume(api, session)) == (400, "institution_down")
     assert outcome(resume(api, session)) == (400, "session_expired")

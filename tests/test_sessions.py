@@ -70,9 +70,10 @@ def test_a_belvo_session_is_stored_once(api, sandbox):
         (lambda tr: tr.update(session="a" * 65), "session"),
         (lambda tr: tr.pop("link"), "link"),
         (lambda tr: tr.update(link="not-a-uuid"), "link"),
-        (lambda tr: tr.pop("expiry"), "expiry"),
         (lambda tr: tr.update(expiry=0), "expiry"),
-        (lambda tr: tr.update(expiry="600"), "expiry"),
+        (lambda tr: tr.update(expiry="6oo"), "expiry"),
+        (lambda tr: tr.update(expiry="-600"), "expiry"),
+        (lambda tr: tr.update(expiry=True), "expiry"),
         (lambda tr: tr.update(token_generation_data="numeric"), "token_generation_data"),
     ],
 )
@@ -81,6 +82,20 @@ def test_create_rejects_a_malformed_428_naming_the_field(api, sandbox, mutate, f
     mutate(tr)
     body = _problem(api.create(tr), 422, "validation_error")
     assert any(field in e["field"] for e in body["errors"]), body["errors"]
+
+
+@pytest.mark.parametrize(("expiry", "seconds"), [("720", 720), (None, 90)], ids=["string", "absent"])
+def test_create_reads_expiry_as_belvos_guide_writes_it_and_defaults_a_missing_one(
+    make_api, sandbox, expiry, seconds
+):
+    api = make_api(DEFAULT_MFA_EXPIRY_SECONDS="90")
+    tr = first(sandbox.pause())
+    tr.pop("expiry")
+    if expiry is not None:
+        tr["expiry"] = expiry
+    before = time.time()
+    s = api.created([tr])
+    assert abs(_ts(s["expires_at"]) - (before + seconds)) < 5
 
 
 @pytest.mark.parametrize(

@@ -110,14 +110,14 @@ def call_pending(store: SessionStore, status: SessionStatus) -> MfaSession:
     return store.create(new, T0)
 
 
-def submitted(store: SessionStore, token: str = "111111") -> MfaSession:
-    session = create(store)
+def submitted(store: SessionStore, token: str = "111111", belvo_session: str = "belvo-1") -> MfaSession:
+    session = create(store, belvo_session)
     store.submit_token(session.id, token, SUBMITTED_AT)
     return session
 
 
-def in_call(store: SessionStore) -> MfaSession:
-    session = submitted(store)
+def in_call(store: SessionStore, belvo_session: str = "belvo-1") -> MfaSession:
+    session = submitted(store, belvo_session=belvo_session)
     assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict is ClaimVerdict.GO
     return session
 
@@ -334,7 +334,7 @@ def test_expire_due_closes_a_submitted_session_between_calls(store, calls, statu
     session = submitted(store)
     for _ in range(calls):
         assert store.begin_call(session.id, 1, CALLED_AT, LEASE_MS).verdict == "go"
-        assert store.release_call(session.id, 1, CALLED_AT + 1, CALLED_AT + 2, unanswered=False)
+        assert store.release_call(session.id, 1, CALLED_AT + 1, CALLED_AT + 2, uncertain=False)
     assert store.expire_due(session.id, EXPIRES_AT) == status.value
     assert_closed(store, session.id, status, code)
 
@@ -373,12 +373,12 @@ def test_begin_call_past_expiry_expires_the_session(store):
 def test_release_call_lists_the_retry_and_only_its_attempt_may_call(store, redis):
     session = in_call(store)
     retry_at = CALLED_AT + 1000
-    assert store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=True)
+    assert store.release_call(session.id, 1, CALLED_AT + 1, retry_at, uncertain=True)
     record = store.get(session.id)
-    assert not record.in_flight and record.unanswered == 1
+    assert not record.in_flight and record.uncertain == 1
     assert redis.zscore(LEASES_ZSET, session.id) is None
     assert redis.zscore(RETRIES_ZSET, session.id) == retry_at
-    assert not store.release_call(session.id, 1, CALLED_AT + 2, retry_at, unanswered=False)
+    assert not store.release_call(session.id, 1, CALLED_AT + 2, retry_at, uncertain=False)
     # While the retry is listed no job may call, not even the one for the next attempt.
     assert store.begin_call(session.id, 1, CALLED_AT + 3, LEASE_MS, attempt=2).verdict == "stale"
 
@@ -386,7 +386,7 @@ def test_release_call_lists_the_retry_and_only_its_attempt_may_call(store, redis
 def test_promote_retry_enqueues_once_when_due_and_duplicates_are_stale(store, redis, queue):
     session = in_call(store)
     retry_at = CALLED_AT + 1000
-    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, unanswered=False)
+    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, uncertain=False)
     queue.empty()
     enqueued: list[tuple[int, bool]] = []
     retrying = hooked(store, lambda pipe, s, attempt: enqueued.append((attempt, pipe.explicit_transaction)))
@@ -426,6 +426,43 @@ def test_finishing_twice_or_another_step_returns_false(store):
     assert store.get(session.id).outcome == {"code": "first"}
 
 
+def test_a_428_without_expiry_is_held_for_the_stores_default(redis, queue):
+    store = SessionStore(redis, RETENTION_MS // 1000, Hooked(queue), default_expiry_seconds=90)
+    session = call_pending(store, SessionStatus.REGISTERING)
+    store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    pause = TokenRequired.model_validate({"session": "belvo-1", "link": LINK})
+    assert store.next_step(session.id, 1, pause, CALLED_AT)
+    assert store.get(session.id).expires_at_ms == CALLED_AT + 90_000
+
+
+def test_finish_notes_the_registered_link_on_the_session(store):
+    session = call_pending(store, SessionStatus.REGISTERING)
+    assert store.get(session.id).link is None
+    store.begin_call(session.id, 1, CALLED_AT, LEASE_MS)
+    assert store.finish(
+        session.id, 1, SessionStatus.SUCCEEDED, {"http_status": 201}, CALLED_AT + 1, link=LINK
+    )
+    assert store.get(session.id).link == LINK
+    other = in_call(store)  # without `link`, the session keeps the link it had
+    assert store.finish(other.id, 1, SessionStatus.FAILED, {"code": "x"}, CALLED_AT + 1)
+    assert store.get(other.id).link == other.link
+
+
+def test_a_session_can_be_created_under_an_id_its_caller_made(store):
+    new = NewSession(
+        status=SessionStatus.UPDATING,
+        resource="links",
+        secret_hash="secret-hash",
+        expiry_seconds=60,
+        link=LINK,
+        sealed_credentials=SEALED,
+        id="mfa_" + "c" * 32,
+    )
+    session = store.create(new, T0)
+    assert session.id == "mfa_" + "c" * 32 and store.get(session.id).status is SessionStatus.UPDATING
+    assert store.sealed_credentials(session.id) == SEALED
+
+
 def test_next_step_reopens_the_session_at_step_2(store):
     session = in_call(store)
     assert next_step(store, session.id, 1, "belvo-2", CALLED_AT + 1)
@@ -447,10 +484,36 @@ def test_recover_lapsed_closes_a_call_only_once_its_lease_lapsed(store):
 )
 def test_abort_fails_the_step(store, mid_call, code):
     session = in_call(store) if mid_call else submitted(store)
-    assert not store.abort(session.id, 2, CALLED_AT + 1)
-    assert store.abort(session.id, 1, CALLED_AT + 1)
+    assert not store.abort(session.id, 2, 1, CALLED_AT + 1)
+    assert store.abort(session.id, 1, 1, CALLED_AT + 1)
     assert_closed(store, session.id, SessionStatus.FAILED, code)
-    assert not store.abort(session.id, 1, CALLED_AT + 2)
+    assert not store.abort(session.id, 1, 1, CALLED_AT + 2)
+
+
+def test_abort_by_the_job_of_another_attempt_leaves_the_step_open(store):
+    session = in_call(store)
+    retry_at = CALLED_AT + 1000
+    store.release_call(session.id, 1, CALLED_AT + 1, retry_at, uncertain=False)
+    # Attempt 1's job raised after its call was released for a retry (RQ's bookkeeping, say).
+    assert not store.abort(session.id, 1, 1, CALLED_AT + 2)
+    assert store.promote_retry(session.id, retry_at)
+    assert store.begin_call(session.id, 1, retry_at, LEASE_MS, attempt=2).verdict == "go"
+    # A late failure callback of attempt 1 (RQ's maintenance) never closes attempt 2 in flight.
+    assert not store.abort(session.id, 1, 1, retry_at + 1)
+    assert store.get(session.id).in_flight
+    assert store.abort(session.id, 1, 2, retry_at + 1)
+    assert_closed(store, session.id, SessionStatus.FAILED, "upstream_outcome_unknown")
+
+
+def test_extend_leases_pushes_every_live_lease_in_one_command_and_revives_none(store, redis):
+    calls = [in_call(store, belvo_session=f"belvo-{n}") for n in range(3)]
+    closed = calls.pop()
+    assert store.finish(closed.id, 1, SessionStatus.SUCCEEDED, {"code": None}, CALLED_AT + 1)
+    redis.config_resetstat()
+    store.extend_leases([c.id for c in calls] + [closed.id], CALLED_AT + 5, LEASE_MS)
+    assert redis.info("commandstats")["cmdstat_zadd"]["calls"] == 1
+    assert [redis.zscore(LEASES_ZSET, c.id) for c in calls] == [CALLED_AT + 5 + LEASE_MS] * 2
+    assert redis.zscore(LEASES_ZSET, closed.id) is None
 
 
 def test_a_stale_read_passed_to_submit_is_checked_under_watch(store, redis):

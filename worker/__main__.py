@@ -1,17 +1,20 @@
-"""Worker entry point: an RQ worker on the resume queue, with our sweeper (expiry, recovery, retries)
-and the webhook deliverer (threads of its own: worker/deliverer.py).
+"""Worker entry point: an RQ worker on the resume queue with up to WORKER_CONCURRENCY calls in flight,
+and the process's background threads: call leases, sweeper (expiry, recovery, retries) and the webhook
+deliverer (threads of its own: worker/deliverer.py).
 
     python -m worker [--name NAME] [--burst]
 
-Jobs run in this process, one at a time (RQ's SimpleWorker), not in a forked work horse: a job is one
-HTTP call and two Redis scripts, so a fork and a fresh import per job would cost several times the job
-itself (bench/RESULTS.md), and the Belvo connection is kept alive between jobs. A crash is covered
-without the fork's isolation: a job that raises or times out (SIGALRM) is closed by its failure
-callback, and a process that dies mid-call leaves a lapsing lease that any worker's sweeper closes.
+Jobs run in this process, each in a pooled thread (worker/resume_worker.py), not in a forked work
+horse: a job is one HTTP call and two Redis scripts and spends nearly all its time waiting on Belvo, so
+a fork and a fresh import per job would cost several times the job itself (bench/RESULTS.md), and a
+process per call in flight would cost ~40 MiB each. A crash is covered without the fork's isolation:
+a job that raises or times out is closed by its failure callback, and a process that dies mid-call
+leaves lapsing leases that any worker's sweeper closes.
 
-SIGTERM or SIGINT asks for a warm shutdown: the job in hand finishes first. If RQ's loop gives up
-because Redis failed under it, the process waits for Redis and starts a fresh RQ worker instead of
-exiting, so an outage never leaves the service without workers.
+SIGTERM or SIGINT asks for a warm shutdown: no new job is taken and every call in flight finishes and
+is recorded first. If RQ's loop gives up because Redis failed under it, the process waits for Redis and
+starts a fresh RQ worker (the calls in flight carry on in their threads), so an outage never leaves the
+service without workers.
 """
 
 from __future__ import annotations
@@ -24,12 +27,10 @@ import os
 import secrets
 import sys
 import time
-from types import FrameType
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
-from rq.job import Job
+from rq import Queue
 
 from mfa.connections import Role, connect
 from mfa.dispatch import ALL_PATHS
@@ -40,36 +41,11 @@ from mfa.settings import Settings
 from mfa.store import SessionStore
 from worker import runtime
 from worker.deliverer import Deliverer, build_delivery
-from worker.stranded import requeue_stranded
+from worker.resume_worker import ResumeWorker
+from worker.slots import CallSlots
 from worker.sweeper import Sweeper
 
 log = logging.getLogger("worker")
-
-
-class ResumeWorker(SimpleWorker):
-    """RQ's in-process worker, reconnecting to Redis at least every 2 s (RQ backs off to 60 s).
-
-    Sessions wait on the far side of an outage with their Belvo clock running: a minute of extra
-    backoff could let them expire. A PING every 2 s costs Redis nothing.
-    """
-
-    max_connection_wait_time = 2.0
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.stop_requested = False
-        self.job_in_hand: str | None = None  # still set if Redis failed under the job (worker/stranded.py)
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the job, remembering it until it has run its course."""
-        self.job_in_hand = job.id
-        super().execute_job(job, queue)
-        self.job_in_hand = None
-
-    def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM/SIGINT: note the warm shutdown, then let RQ finish the job in hand."""
-        self.stop_requested = True
-        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
 
 def check_job_paths() -> None:
@@ -92,6 +68,29 @@ def _wait_for_redis(redis: Redis, worker: ResumeWorker) -> None:
             wait = min(wait * 2, 2.0)  # a PING every 2 s is cheap; recovery should be quick
 
 
+def run_rq(queue: Queue, slots: CallSlots, name: str | None, burst: bool, log_level: str) -> None:
+    """RQ's work loop until a stop request (with `burst`: an empty queue); restarted after Redis fails."""
+    restarts = 0
+    while True:
+        worker_name = name if restarts == 0 or not name else f"{name}-r{restarts}"
+        worker = ResumeWorker(
+            [queue], slots=slots, connection=queue.connection, name=worker_name, maintenance_interval=60
+        )
+        try:
+            worker.work(burst=burst, logging_level=log_level)
+        except RedisError as exc:
+            log.error("RQ worker stopped on a Redis error (%s)", type(exc).__name__)
+        if burst or worker.stop_requested:
+            return
+        log.warning("RQ worker loop ended without a stop request; restarting once Redis answers")
+        with contextlib.suppress(Exception):  # its pubsub thread would otherwise retry forever
+            worker.unsubscribe()  # type: ignore[no-untyped-call]
+        _wait_for_redis(queue.connection, worker)
+        if worker.stop_requested:
+            return
+        restarts += 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT (warm shutdown) or, with --burst, until the queue is empty."""
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
@@ -111,49 +110,32 @@ def main(argv: list[str] | None = None) -> int:
             " credentials the web sealed cannot be opened (README, Sealing)"
         )
     redis = connect(settings, Role.WORKER)
-    queue = Queue(settings.resume_queue, connection=redis)
-    runtime.install(runtime.build_runner(settings, redis))
-    # The sweeper thread gets a client of its own, so its blocking calls never queue behind a job's.
+    runner = runtime.build_runner(settings, redis)
+    runtime.install(runner)
+    slots = CallSlots(settings.worker_concurrency)
+    # The sweeper gets a client of its own, so its calls never queue behind a job's; it leaves alone
+    # the calls this process is still making (their leases may lapse in a Redis outage).
     sweeping = connect(settings, Role.SWEEPER)
     sweeper = Sweeper(
         SessionStore.for_settings(settings, sweeping),
         settings.sweep_interval_seconds,
         Outbox(sweeping, settings.session_retention_seconds),
+        held=runner.leases.live,
     )
-    sweeper.start()
-    deliverer = _start_deliverer(settings, args.name)
-    restarts = 0
-    cut_off: list[str] = []  # the job a Redis failure interrupted in this process
-    try:
-        while True:
-            name = args.name if restarts == 0 or not args.name else f"{args.name}-r{restarts}"
-            try:
-                stranded = requeue_stranded(queue, cut_off)
-            except RedisError:
-                stranded = []  # Redis is not back yet: RQ's own loop waits for it
-            if stranded:
-                log.warning(
-                    "put back on the queue %d job(s) whose run never finished: %s", len(stranded), stranded
-                )
-            worker = ResumeWorker([queue], connection=redis, name=name, maintenance_interval=60)
-            try:
-                worker.work(burst=args.burst, logging_level=settings.log_level)
-            except RedisError as exc:
-                log.error("RQ worker stopped on a Redis error (%s)", type(exc).__name__)
-            if args.burst or worker.stop_requested:
-                break
-            cut_off = [worker.job_in_hand] if worker.job_in_hand else []
-            log.warning("RQ worker loop ended without a stop request; restarting once Redis answers")
-            with contextlib.suppress(Exception):  # its pubsub thread would otherwise retry forever
-                worker.unsubscribe()  # type: ignore[no-untyped-call]
-            _wait_for_redis(redis, worker)
-            if worker.stop_requested:
-                break
-            restarts += 1
-    finally:
-        sweeper.stop()
+    # Every background thread of the process starts here and stops here, newest first, once the RQ
+    # loop has ended and the last call in flight with it.
+    with contextlib.ExitStack() as background:
+        for thread in (runner.leases, sweeper):
+            thread.start()
+            background.callback(thread.stop)
+        deliverer = _start_deliverer(settings, args.name)
         if deliverer is not None:
-            deliverer.stop(settings.webhooks.timeout_seconds + 2)
+            background.callback(deliverer.stop, settings.webhooks.timeout_seconds + 2)
+        try:
+            queue = Queue(settings.resume_queue, connection=redis)
+            run_rq(queue, slots, args.name, args.burst, settings.log_level)
+        finally:
+            slots.close()  # a stop between two RQ workers has not drained yet
     return 0
 
 

@@ -28,14 +28,21 @@ def retrieve_data(session_id: str, step: int, attempt: int = 1) -> str:
     return runner().run(session_id, step, attempt)
 
 
+def update_link(session_id: str, step: int, attempt: int = 1) -> str:
+    """Send the link's new credentials to Belvo (PUT /api/links/{id}/) and record what it answered."""
+    return runner().run(session_id, step, attempt)
+
+
 def on_job_failure(job: Any, connection: Redis, *exc_info: Any) -> None:
-    """RQ's failure callback: a job that raised (a bug, a timeout) still ends its step with a record."""
-    session_id, step = job.args[:2]
-    closed = runner().abort(session_id, step)
+    """RQ's failure callback: a job that raised (a bug, a timeout) still ends its own step with a record,
+    and only while its own attempt is the open one."""
+    session_id, step, attempt = (*job.args, 1)[:3]  # jobs enqueued before attempts were named had two
+    closed = runner().abort(session_id, step, attempt)
     log.error(
-        "session %s step %s: job %s failed (%s); step closed: %s",
+        "session %s step %s attempt %s: job %s failed (%s); step closed: %s",
         session_id,
         step,
+        attempt,
         job.id,
         exc_info[0].__name__ if exc_info else "?",
         closed,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Set
 
 from redis.exceptions import RedisError
 
@@ -23,9 +24,15 @@ log = logging.getLogger(__name__)
 BATCH = 500
 
 
-def sweep_once(store: SessionStore, now: int, outbox: Outbox | None = None) -> tuple[int, int, int]:
+def sweep_once(
+    store: SessionStore, now: int, outbox: Outbox | None = None, held: Set[str] = frozenset()
+) -> tuple[int, int, int]:
     """One pass: returns (sessions closed by expiry, calls recovered from dead workers, retries enqueued);
-    with `outbox`, due webhook retries are put back into it too."""
+    with `outbox`, due webhook retries are put back into it too.
+
+    `held`: the calls this very process is still making, alive whatever their leases say (a Redis
+    outage lets every lease lapse); other processes' sweepers still close them if this one dies.
+    """
     expired = recovered = retried = 0
     while True:
         due = store.due(EXPIRY_ZSET, now, BATCH)
@@ -35,7 +42,7 @@ def sweep_once(store: SessionStore, now: int, outbox: Outbox | None = None) -> t
         if len(due) < BATCH or not closed:
             break
     for session_id in store.due(LEASES_ZSET, now, BATCH):
-        if store.recover_lapsed(session_id, now):
+        if session_id not in held and store.recover_lapsed(session_id, now):
             recovered += 1
             log.warning("session %s: worker died mid-call; closed as upstream_outcome_unknown", session_id)
     for session_id in store.due(RETRIES_ZSET, now, BATCH):
@@ -49,16 +56,23 @@ def sweep_once(store: SessionStore, now: int, outbox: Outbox | None = None) -> t
 class Sweeper(threading.Thread):
     """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages."""
 
-    def __init__(self, store: SessionStore, interval: float, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        interval: float,
+        outbox: Outbox | None = None,
+        held: Callable[[int], Set[str]] = lambda now: frozenset(),
+    ) -> None:
         super().__init__(name="mfa-sweeper", daemon=True)
-        self.store, self.interval, self.outbox = store, interval, outbox
+        self.store, self.interval, self.outbox, self.held = store, interval, outbox, held
         self.stopping = threading.Event()
 
     def run(self) -> None:
         wait = self.interval
         while not self.stopping.wait(wait):
             try:
-                expired, _, _ = sweep_once(self.store, now_ms(), self.outbox)
+                now = now_ms()
+                expired, _, _ = sweep_once(self.store, now, self.outbox, self.held(now))
                 if expired:
                     log.info("sweeper: %d session(s) expired", expired)
                 wait = self.interval

@@ -29,6 +29,7 @@ from tests.stack import Stack, build_stack
 from tests.support import (
     API_KEY,
     BELVO_SECRET_PASSWORD,
+    BELVO_WEBHOOK_AUTHORIZATION,
     RESULT_PRIVATE_KEY,
     SEALING_PRIVATE_KEY,
     SECOND_API_KEY,
@@ -104,6 +105,7 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack, receiver: Receiver)
         API_KEY,
         SECOND_API_KEY,
         BELVO_SECRET_PASSWORD,
+        BELVO_WEBHOOK_AUTHORIZATION,
         SEALING_PRIVATE_KEY,
         RESULT_PRIVATE_KEY,
         bank_password,
@@ -148,7 +150,7 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack, receiver: Receiver)
     s = start()
     assert api.cancel(s["id"], credential=s["client_secret"]).status_code == 200
 
-    s = start(token_type="device")  # confirmed elsewhere: no token
+    s = start(token_type="approval")  # confirmed elsewhere: no token
     submit(s, None)
     assert api.wait(s["id"])["status"] == "succeeded"
 
@@ -161,6 +163,20 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack, receiver: Receiver)
     # A link registered by the service: the bank password travels sealed, then the MFA step as above.
     link = {"institution": "heimdall_mx_retail", "username": "mfa_numeric", "password": bank_password}
     r = api.request("POST", "/v1/links", json=link)
+    assert r.status_code == 202, r.text
+    s = r.json()
+    secrets.add(s["client_secret"])
+    api.wait(s["id"], {"awaiting_token"})
+    submit(s, "111111")
+    done = api.wait(s["id"])
+    assert done["status"] == "succeeded"
+
+    # Belvo's webhook says the link needs its user again; the backend sends the password again.
+    sent = sandbox.webhook(
+        f"{stack.web.url}/v1/belvo/webhooks", done["link"], authorization=BELVO_WEBHOOK_AUTHORIZATION
+    )
+    assert sent["status"] == 200, sent
+    r = api.request("POST", f"/v1/links/{done['link']}/update", json={"password": bank_password})
     assert r.status_code == 202, r.text
     s = r.json()
     secrets.add(s["client_secret"])
@@ -255,7 +271,8 @@ def test_bank_credentials_never_reach_redis_or_logs(stack: Stack) -> None:
     api, redis = stack.api, stack.redis
     assert api is not None and stack.web is not None
     username, password = "mfa_numeric", "numeric_code"
-    body = {"institution": "heimdall_mx_retail", "username": username, "password": password}
+    # Not heimdall_mx_retail: the test above registered these credentials there (Belvo refuses a duplicate).
+    body = {"institution": "heimdall_co_retail", "username": username, "password": password}
     r = api.request("POST", "/v1/links", json=body)
     assert r.status_code == 202, r.text
     s = r.json()
