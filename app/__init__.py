@@ -9,9 +9,12 @@ from flask import Flask, Response
 
 from app.cors import register_cors
 from app.errors import register_errorhandlers
-from app.logs import RequestIdFilter, register_request_id
+from app.logs import register_request_id
+from app.metrics import register_metrics
 from app.ratelimit import register_rate_limits
 from app.services import Services
+from app.tracing import register_tracing
+from mfa import tracing
 from mfa.logs import configure_logging
 from mfa.settings import Settings
 
@@ -27,15 +30,19 @@ _SECURITY_HEADERS = {
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment; `test_config` overrides environment variables by name."""
-    settings = Settings.from_env({**os.environ, **(test_config or {})}).require_web()
-    configure_logging(settings.log_level, RequestIdFilter())
+    env = {**os.environ, **(test_config or {})}
+    settings = Settings.from_env(env).require_web()
+    configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["mfa"] = Services.build(settings)
     register_blueprints(app)
     register_errorhandlers(app)
-    register_request_id(app)
+    register_request_id(app, settings.access_log)
+    if tracing.configure_tracing("belvo-mfa-web", env):
+        register_tracing(app)
+    register_metrics(app, settings.metrics_enabled)
     register_security_headers(app)
     register_rate_limits(app)
     register_cors(app, settings.cors_origins)

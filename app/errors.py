@@ -53,6 +53,7 @@ def problem_response(err: ApiError) -> Response:
         "request_id": g.get("request_id"),
         **err.extra,
     }
+    g.problem_code = err.code  # what the answer was, for the metrics (app/metrics.py)
     resp = Response(json.dumps(body), status=err.status, mimetype="application/problem+json")
     resp.headers.update(err.headers)
     return resp

@@ -24,11 +24,12 @@ from bench.memory import measure_memory
 from bench.profile import PY_SPY
 from bench.report import Run, write_all
 from bench.stack import WEB_THREADS, WEB_WORKERS, running, service_env
+from bench.telemetry import measure_telemetry
 from bench.throughput import measure_throughput
 from bench.webhooks import measure_webhooks
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("http", "dispatch", "throughput", "memory", "webhooks", "ack")
+PHASES = ("http", "dispatch", "throughput", "memory", "webhooks", "telemetry", "ack")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,18 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             stack.stop(web)
             result.figures += fig.throughput_figures(result.throughput)
             result.figures += fig.worker_memory_figures(result.throughput)
+        if "telemetry" in phases:
+            _phase("metrics and JSON logs: on against off", started)
+            t = measure_telemetry(
+                stack,
+                redis,
+                sandbox,
+                seconds=plan.seconds,
+                conns=plan.conns,
+                rounds=plan.rounds,
+                samples=plan.dispatch_samples,
+            )
+            result.figures += fig.telemetry_figures(t)
         if "memory" in phases:
             _phase("Redis memory per waiting session", started)
             result.memory = [measure_memory(stack, plan.memory_counts, packed=p) for p in (False, True)]

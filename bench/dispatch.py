@@ -8,6 +8,7 @@ time, so both see the same machine.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
@@ -65,9 +66,12 @@ def _baseline_sample(queue: Queue, redis: Redis, n: int) -> tuple[float, float]:
     return (float(started) - enqueued_at) * 1000, fields_ms
 
 
-def measure_dispatch(stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: int) -> DispatchResult:
-    """One service worker and one baseline worker, idle between samples; `samples` of each."""
-    env = service_env(redis_proc.url, sandbox.url)
+def measure_dispatch(
+    stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: int, env_over: Mapping[str, str] | None = None
+) -> DispatchResult:
+    """One service worker and one baseline worker, idle between samples; `samples` of each.
+    `env_over`: settings of the service's web and worker over the benchmark's defaults."""
+    env = {**service_env(redis_proc.url, sandbox.url), **(env_over or {})}
     requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
     web = stack.gunicorn("app:create_app()", env, "web")
     workers = stack.workers(1, env) + stack.workers(1, {**env, "RESUME_QUEUE": BASELINE_QUEUE})

@@ -8,6 +8,8 @@ from typing import Any
 from bench.dispatch import DispatchResult
 from bench.http import TARGETS, Pair
 from bench.memory import MemoryResult
+from bench.telemetry import TARGET as TELEMETRY_TARGET
+from bench.telemetry import TelemetryResult
 from bench.throughput import ThroughputResult
 from bench.webhooks import WEBHOOK_CREATE_MIN_RATIO, WEBHOOK_DISPATCH_MAX_RATIO, WebhookBenchResult
 
@@ -289,3 +291,46 @@ def webhook_figures(r: WebhookBenchResult) -> list[Figure]:
             None,
         ),
     ]
+
+
+def telemetry_figures(result: TelemetryResult) -> list[Figure]:
+    """Each API figure and dispatch p50 with metrics and JSON logs on, beside the same with them off."""
+    out = []
+    for pair in result.pairs:
+        route, ratio = ROUTES[pair.figure], pair.rps("on") / pair.rps("off")
+        out.append(
+            Figure(
+                f"{route} requests/s, metrics and JSON logs on",
+                _r(pair.rps("on"), 0),
+                "req/s",
+                _r(pair.rps("off"), 0),
+                _r(ratio),
+                f">= {TELEMETRY_TARGET}x off",
+                ratio >= TELEMETRY_TARGET,
+            )
+        )
+        cpu_on, cpu_off = pair.cpu_ms("on"), pair.cpu_ms("off")
+        out.append(
+            Figure(
+                f"{route} server CPU per request, metrics and JSON logs on",
+                _r(cpu_on, 3),
+                "ms",
+                _r(cpu_off, 3),
+                _r(cpu_on / cpu_off),
+                "report",
+                None,
+            )
+        )
+    on, off = (percentile(result.dispatch[side].service_ms, 50) for side in ("on", "off"))
+    out.append(
+        Figure(
+            "dispatch latency p50, metrics and JSON logs on",
+            _r(on, 1),
+            "ms",
+            _r(off, 1),
+            _r(on / off),
+            f"<= {1 / TELEMETRY_TARGET:.2f}x off ({TELEMETRY_TARGET}x the speed)",
+            off / on >= TELEMETRY_TARGET,
+        )
+    )
+    return out

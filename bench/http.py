@@ -108,20 +108,24 @@ class HttpBench:
         self.out = stack.root / "wrk"
         self.seconds, self.conns = seconds, conns
         self.redis = Redis.from_url(redis_url)
-        self.procs = {
-            "service": stack.gunicorn("app:create_app()", env, "web"),
-            "baseline": stack.gunicorn("bench.baseline_app:create_app()", env, "baseline"),
-        }
+        self.procs = self._servers(stack, env)
         self.read_ids = write_ids(seed_sessions(self.redis, READ_IDS), self.out / "read-ids.txt")
         for name, proc in self.procs.items():  # first requests pay for lazy imports and connections
             run_wrk(
                 proc.url, name=f"warmup-{name}", out_dir=self.out, seconds=2, conns=conns, path="/healthz"
             )
 
+    def _servers(self, stack: Stack, env: dict[str, str]) -> dict[str, Proc]:
+        """The gunicorns compared, by side: the service and the bare-Flask baseline."""
+        return {
+            "service": stack.gunicorn("app:create_app()", env, "web"),
+            "baseline": stack.gunicorn("bench.baseline_app:create_app()", env, "baseline"),
+        }
+
     def run(self, figure: str, side: str, label: str) -> LoadResult:
         """One bounded wrk run; any error answer or socket error fails the benchmark."""
         route, proc = ROUTES[figure], self.procs[side]
-        service = side == "service"
+        service = side != "baseline"  # every other side is the service, in some configuration
         ids_file, once = (self.read_ids, False) if route.ids == "read" else (None, False)
         fresh: list[str] = []
         if route.ids == "fresh" and service:

@@ -86,8 +86,9 @@ class Stack:
         procs = []
         for i in range(count):
             name = f"worker-{i}-{time.monotonic_ns()}"
+            own = {**env, "WORKER_HEARTBEAT_FILE": str(self.logs / f"{name}.heartbeat")}
             argv = [PYTHON, "-m", "worker", "--name", name]
-            proc = self.track(spawn(name, argv, self.logs, env, withheld=WORKER_WITHHELD))
+            proc = self.track(spawn(name, argv, self.logs, own, withheld=WORKER_WITHHELD))
             proc.extra["worker_name"] = name
             procs.append(proc)
         client = Redis.from_url(env["REDIS_URL"])

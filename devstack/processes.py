@@ -294,11 +294,14 @@ def children(pid: int) -> list[int]:
 
 
 def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") -> Proc:
-    """`python -m worker`, awaited until it is registered with RQ and listening."""
+    """`python -m worker`, awaited until it is registered with RQ and listening; each has its own heartbeat
+    file (in `log_dir`, unless `env` names one), so `python -m worker --check` can ask after it."""
     worker_name = f"{name}-{time.monotonic_ns()}"
+    env = {"WORKER_HEARTBEAT_FILE": str(log_dir / f"{worker_name}.heartbeat"), **env}
     argv = [PYTHON, "-m", "worker", "--name", worker_name]
     proc = spawn(name, argv, log_dir, env, withheld=WORKER_WITHHELD)  # and the web's with the web
     proc.extra["worker_name"] = worker_name
+    proc.extra["heartbeat_file"] = env["WORKER_HEARTBEAT_FILE"]
     client = connect(Settings.from_env(env), Role.SWEEPER)  # as the worker connects (Sentinel included)
 
     def registered() -> bool:

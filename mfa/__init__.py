@@ -16,4 +16,8 @@ links       Belvo's webhooks about links, recorded once each (LinkEvents)
 sealing     public-key sealing at rest: tokens and credentials for the worker, results for the web
 nesting     how deeply JSON may nest (request bodies, stored challenges)
 errors      the domain's named errors
+logs        one JSON object per log line, with the request, session, step and attempt it concerns
+metrics     every Prometheus family the core counts, and the hooks that count them
+backlog     the queue, retries, leases and live workers, read from Redis when Prometheus scrapes
+tracing     OpenTelemetry spans (off unless OTEL_* asks), and the context a job carries
 """

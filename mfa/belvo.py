@@ -10,6 +10,8 @@ from typing import Any, Literal
 import requests
 from requests.adapters import HTTPAdapter
 
+from mfa import logs
+
 # Belvo's resources with a data call that can pause for MFA, resumed by a PATCH of the same collection;
 # `links` has the register (and update) call instead. employment-records has no PATCH in the spec, but
 # its data call can answer 428 and belvo-python's resume PATCHes its collection as for any resource.
@@ -53,6 +55,13 @@ class UpstreamAnswer:
     retry_after: float | None = None
     oversized: bool = False  # the body ran past the read cap: left unread, never half-parsed
 
+    @property
+    def request_id(self) -> str | None:
+        """Belvo's own id of the request, where its body carries one (errors, 428s), for the logs."""
+        first = self.body[0] if isinstance(self.body, list) and self.body else self.body
+        found = first.get("request_id") if isinstance(first, dict) else None
+        return found if isinstance(found, str) and logs.REQUEST_ID.fullmatch(found) else None
+
 
 def resource_path(resource: str) -> str:
     """Belvo's path for a resource; investments/portfolios lives outside /api/."""
@@ -92,6 +101,14 @@ def pooled_http(connections: int) -> requests.Session:
     session.mount("http://", adapter)
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session
+
+
+def _headers() -> dict[str, str]:
+    """Every call says it wants JSON, and carries the id of the API request it serves (Belvo ignores it)."""
+    request_id = logs.current("request_id")
+    if isinstance(request_id, str) and logs.REQUEST_ID.fullmatch(request_id):
+        return {"Accept": "application/json", "X-Request-ID": request_id}
+    return {"Accept": "application/json"}
 
 
 class BelvoClient:
@@ -163,7 +180,7 @@ class BelvoClient:
                 params=params,
                 auth=self._auth,
                 timeout=self.timeout,
-                headers={"Accept": "application/json"},
+                headers=_headers(),
                 stream=True,
                 allow_redirects=False,
             )

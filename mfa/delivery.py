@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from mfa import metrics
 from mfa.clock import now_ms
 from mfa.destinations import Answer, WebhookSender
 from mfa.outbox import Entry, Outbox
@@ -71,6 +72,10 @@ class DeliveryRunner:
         }
         settled = self.outbox.settle(
             entry, round=round_, outcome=outcome, due_ms=due, attempt=attempt, body=body, now_ms=now
+        )
+        metrics.webhook_delivery(
+            "refused" if answer.refused else (outcome.value if outcome is not None else "retrying"),
+            answer.duration_ms / 1000,
         )
         what = outcome.value if outcome is not None else f"retry in {(due or now) - now} ms"
         log.info(

@@ -15,6 +15,8 @@
                       expires with the record. Each entry is announced on the channel mfa:changed
                       ("{id} {version}"), so any web process can follow any session.
   mfa:ack             written before each WAIT, so WAIT covers what its connection wrote (mfa/replicas.py)
+  mfa:workers         zset worker name -> its last heartbeat (ms), written by each worker's sweeper after
+                      every pass that reached Redis; read by the metrics (mfa/backlog.py): live workers
   mfa:link-events:{link}  stream, the Belvo webhooks received for one link (mfa/links.py), oldest first;
                       it expires LINK_EVENTS_RETENTION_SECONDS after its latest event
   mfa:belvo-webhook:{sha256(webhook_id)}  a Belvo webhook already recorded -> its event's id: a
@@ -47,6 +49,7 @@ PREFIX = "mfa:"
 EXPIRY_ZSET = PREFIX + "expiry"
 LEASES_ZSET = PREFIX + "leases"
 RETRIES_ZSET = PREFIX + "retries"
+WORKERS_ZSET = PREFIX + "workers"
 BELVO_PREFIX = PREFIX + "belvo:"
 CHANGES_CHANNEL = PREFIX + "changed"
 ACK_KEY = PREFIX + "ack"

@@ -87,11 +87,23 @@ class RecordField(str, Enum):
     IN_FLIGHT = "in_flight"
     UNCERTAIN = "uncertain"  # attempts of this step Belvo may have acted on (no answer, 408, 5xx)
     WEBHOOKS = "webhooks"  # the URLs its webhook events go to (JSON list), only when it has any
+    # The API request whose call this is (its id and W3C traceparent), so a retry continues its trace.
+    REQUEST_ID = "request_id"
+    TRACEPARENT = "traceparent"
 
 
 # Left out of the change log's snapshots (mfa/keys.py, mfa:events:{id}) and webhook events: a hash of the
-# client secret, the retrieval's request body and where webhooks go are no reader's business.
-SNAPSHOT_EXCLUDED = frozenset({RecordField.SECRET_HASH, RecordField.REQUEST, RecordField.WEBHOOKS})
+# client secret, the retrieval's request body, where webhooks go and the telemetry context are no
+# reader's business.
+SNAPSHOT_EXCLUDED = frozenset(
+    {
+        RecordField.SECRET_HASH,
+        RecordField.REQUEST,
+        RecordField.WEBHOOKS,
+        RecordField.REQUEST_ID,
+        RecordField.TRACEPARENT,
+    }
+)
 EVENTS_KEPT = 100  # entries kept per session (MAXLEN ~): far more than any session makes
 
 # Outcomes the state machine records by itself; the Lua scripts get them through the generated prelude.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,7 @@ from mfa.webhooks import WebhookSettings
 
 __all__ = ["ConfigError", "Settings"]
 
+DEFAULT_HEARTBEAT_FILE = os.path.join(tempfile.gettempdir(), "belvo-mfa-worker.heartbeat")
 MIN_API_KEY_LENGTH = 32
 # Variables each process must not hold: the other's secrets (compose, make dev and every test stack
 # give each process only its own; start-up refuses the keys that would open the other's sealed data).
@@ -75,6 +77,24 @@ def _at_most(name: str, value: int, maximum: int) -> int:
     if value > maximum:
         raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    raw = env.get("LOG_FORMAT", "json").strip().lower() or "json"
+    if raw not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {raw!r}")
+    return raw
 
 
 def _links_enabled(env: Mapping[str, str]) -> bool:
@@ -158,6 +178,13 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    log_format: str = "json"  # one JSON object per line; `text` for a human at a terminal
+    access_log: bool = True  # a line per HTTP request
+    metrics_enabled: bool = True  # GET /metrics on the web; counting in both processes
+    worker_metrics_port: int = 0  # the worker's own metrics endpoint; 0: none
+    worker_metrics_host: str = "127.0.0.1"
+    # Touched by the worker after each sweep that reached Redis; `python -m worker --check` reads it.
+    worker_heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
     # Redis beyond REDIS_URL: Sentinel, TLS files, and the replicas a submission waits for (README).
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_username: str = ""
@@ -231,6 +258,12 @@ class Settings:
             max_body_bytes=int(number("MAX_BODY_BYTES", 64 * 1024, int, minimum=1024)),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
             webhooks=WebhookSettings.from_env(env),
+            log_format=_log_format(env),
+            access_log=_flag(env, "WEB_ACCESS_LOG", True),
+            metrics_enabled=_flag(env, "METRICS_ENABLED", True),
+            worker_metrics_port=int(number("WORKER_METRICS_PORT", 0, int)),
+            worker_metrics_host=env.get("WORKER_METRICS_HOST", "").strip() or cls.worker_metrics_host,
+            worker_heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or DEFAULT_HEARTBEAT_FILE,
             redis_sentinels=_addresses("REDIS_SENTINELS", env.get("REDIS_SENTINELS", "")),
             redis_sentinel_username=env.get("REDIS_SENTINEL_USERNAME", "").strip(),
             redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD", ""),
@@ -345,6 +378,8 @@ class Settings:
         self.require_webhook_url()
         if self.webhooks.url and not self.webhooks.secrets:
             raise ConfigError("WEBHOOK_URL needs WEBHOOK_SECRETS on the worker: whsec_ secrets to sign with")
+        if self.worker_metrics_port > 65535:
+            raise ConfigError(f"WORKER_METRICS_PORT must be a TCP port, got {self.worker_metrics_port}")
         if not self.belvo_base_url.startswith(("http://", "https://")):
             raise ConfigError("BELVO_BASE_URL must start with http:// or https://")
         return replace(self, api_keys=(), sealing_public_key="", belvo_webhook_authorization="")

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from opentelemetry.trace import SpanKind, StatusCode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable
+from mfa import logs, metrics, tracing
+from mfa.belvo import BelvoClient, UpstreamAnswer, UpstreamUnavailable, resource_path
 from mfa.clock import now_ms
 from mfa.leases import CallLeases
 from mfa.outcomes import Decision, RetryPolicy, Verdict, decide, result_too_large
@@ -62,6 +64,10 @@ class StepRunner:
 
     def run(self, session_id: str, step: int, attempt: int) -> str:
         """Claim the attempt, call Belvo, record the answer; returns what happened, for the job's log."""
+        with logs.bound(session_id=session_id, step=step, attempt=attempt):
+            return self._run(session_id, step, attempt)
+
+    def _run(self, session_id: str, step: int, attempt: int) -> str:
         claim = self.store.begin_call(session_id, step, now_ms(), self.leases.lease_ms, attempt)
         if claim.verdict is not ClaimVerdict.GO:
             log.info("session %s step %s: no call (%s)", session_id, step, claim.verdict.value)
@@ -95,9 +101,12 @@ class StepRunner:
                     exc,
                 )
             decision = decide(answer, session.resource, uncertain=session.uncertain > 0)
-            return self._stored(
-                session_id, deadline_ms, lambda: self.record(session, claim.attempt, decision)
-            )
+            with tracing.span("record", mfa__verdict=decision.verdict.value) as span:
+                recorded = self._stored(
+                    session_id, deadline_ms, lambda: self.record(session, claim.attempt, decision)
+                )
+                span.set_attribute("mfa.result", recorded)
+            return recorded
 
     @staticmethod
     def _stored(session_id: str, deadline_ms: int, write: Callable[[], _T]) -> _T:
@@ -127,29 +136,92 @@ class StepRunner:
             return result
 
     def _send(self, session: MfaSession, stored_token: bytes | None) -> UpstreamAnswer:
+        resource = session.resource
         if session.status is SessionStatus.REGISTERING:
-            return register_once(
-                self.client,
-                self._credentials(session.id),
-                earlier_uncertain=session.uncertain > 0,
-                started_at_ms=session.created_at_ms,
+            credentials = self._credentials(session.id)
+            # After an uncertain attempt this may list the links and adopt one: counted as one register.
+            return self._call(
+                "register",
+                resource,
+                "POST",
+                "/api/links/",
+                lambda: register_once(
+                    self.client,
+                    credentials,
+                    earlier_uncertain=session.uncertain > 0,
+                    started_at_ms=session.created_at_ms,
+                ),
             )
         if session.status is SessionStatus.UPDATING:
-            return self.client.update_link(session.link or "", self._credentials(session.id))
+            credentials = self._credentials(session.id)
+            return self._call(
+                "update",
+                resource,
+                "PUT",
+                "/api/links/{id}/",
+                lambda: self.client.update_link(session.link or "", credentials),
+            )
         if session.status is SessionStatus.RETRIEVING:
-            return self.client.retrieve(session.resource, session.request or {"link": session.link})
+            body = session.request or {"link": session.link}
+            path = resource_path(resource)
+            return self._call(
+                "retrieve", resource, "POST", path, lambda: self.client.retrieve(resource, body)
+            )
         token = None
         if session.expects_user_input:
             if stored_token is None:
                 raise StepUnusable("token_missing", "The token was no longer stored")
             token = self._open(stored_token, "token_unreadable", "The stored token").decode()
-        return self.client.resume(
-            session.resource,
-            session=session.belvo_session or "",
-            link=session.link,
-            token=token,
-            save_data=session.save_data,
+        return self._call(
+            "resume",
+            resource,
+            "PATCH",
+            resource_path(resource),
+            lambda: self.client.resume(
+                resource,
+                session=session.belvo_session or "",
+                link=session.link,
+                token=token,
+                save_data=session.save_data,
+            ),
         )
+
+    @staticmethod
+    def _call(
+        operation: str, resource: str, method: str, path: str, send: Callable[[], UpstreamAnswer]
+    ) -> UpstreamAnswer:
+        """Make one call to Belvo (`path` a template: no ids), counted, timed and traced; Belvo's request
+        id joins the log context."""
+        started = time.perf_counter()
+        with (
+            metrics.upstream_call(operation, resource) as call,
+            tracing.span(
+                f"{method} {path}",
+                SpanKind.CLIENT,
+                http__request__method=method,
+                url__path=path,
+                mfa__operation=operation,
+            ) as span,
+        ):
+            try:
+                answer = send()
+            except UpstreamUnavailable as exc:
+                call.failed(str(exc))
+                span.set_status(StatusCode.ERROR, str(exc))
+                raise
+            call.answered(answer.status)
+            span.set_attribute("http.response.status_code", answer.status)
+            if answer.request_id:
+                span.set_attribute("belvo.request_id", answer.request_id)
+                logs.bind(belvo_request_id=answer.request_id)  # undone when run() returns
+        log.info(
+            "Belvo answered %s to %s %s in %.0f ms",
+            answer.status,
+            method,
+            path,
+            (time.perf_counter() - started) * 1000,
+        )
+        return answer
 
     def _credentials(self, session_id: str) -> dict[str, Any]:
         sealed = self.store.sealed_credentials(session_id)
@@ -195,6 +267,7 @@ class StepRunner:
             retry_at = self.policy.retry_at(attempt, decision.retry_after, now, session.expires_at_ms or now)
             if retry_at is not None:
                 store.release_call(session.id, session.step, now, retry_at, uncertain=decision.uncertain)
+                metrics.retry_scheduled(status)
                 log.info(
                     "session %s step %s attempt %s: upstream %s, retrying in %.2fs",
                     session.id,

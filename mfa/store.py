@@ -33,6 +33,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
 
+from mfa import metrics, tracing
 from mfa.dispatch import Dispatcher
 from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken, SessionNotFound
 from mfa.keys import (
@@ -51,7 +52,11 @@ from mfa.replicas import ReplicaAck
 from mfa.scripts import Transitions
 from mfa.session import (
     EVENTS_KEPT,
+    OUTCOME_EXPIRED,
+    OUTCOME_UNAVAILABLE,
+    OUTCOME_UNKNOWN,
     SNAPSHOT_EXCLUDED,
+    STANDARD_OUTCOMES,
     ClaimVerdict,
     MfaSession,
     NewSession,
@@ -74,6 +79,29 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
 
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+# Claims that close the session themselves (mfa/transitions.lua, begin_call): the status and code left.
+_CLOSED_BY_CLAIM = {
+    ClaimVerdict.UNKNOWN: (SessionStatus.FAILED.value, OUTCOME_UNKNOWN["code"]),
+    ClaimVerdict.EXPIRED: (SessionStatus.EXPIRED.value, OUTCOME_EXPIRED["code"]),
+    ClaimVerdict.FAILED: (SessionStatus.FAILED.value, OUTCOME_UNAVAILABLE["code"]),
+}
+
+
+# Where the request that caused a call keeps its context in the record, so the call's retries continue it.
+_ORIGIN_FIELDS = {"request_id": RecordField.REQUEST_ID.value, "traceparent": RecordField.TRACEPARENT.value}
+
+
+def _origin_fields() -> dict[Any, Any]:  # Any: redis-py's mapping types are invariant in the key
+    """The current request's id and trace context as record fields (none outside a request)."""
+    return {_ORIGIN_FIELDS[k]: v for k, v in tracing.origin().items() if k in _ORIGIN_FIELDS}
+
+
+def _closed(status: SessionStatus, *, phase: str) -> None:
+    """Count a session the expiry rule closed: expired, or failed if its calls were tried unanswered."""
+    outcome = OUTCOME_UNAVAILABLE if status is SessionStatus.FAILED else STANDARD_OUTCOMES[status.value]
+    metrics.session_closed(status.value, outcome["code"], phase=phase)
 
 
 @dataclass(frozen=True)
@@ -151,10 +179,12 @@ class SessionStore:
             )
             if not created:
                 raise DuplicateSession(session.belvo_session)
+            metrics.session_created(session.status.value)
             return session
         assert session.status.is_calling
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.multi()  # explicit, so RQ's enqueue joins this transaction instead of opening its own
+            record.update(_origin_fields())
             pipe.hset(session_key(session.id), mapping=record)  # type: ignore[arg-type]  # invariant key type
             pipe.pexpire(session_key(session.id), ttl_ms)
             pipe.zadd(EXPIRY_ZSET, {session.id: session.expires_at_ms})
@@ -166,6 +196,7 @@ class SessionStore:
                 )
             self.dispatcher.enqueue(pipe, session, now_ms=now_ms)
             pipe.execute()
+        metrics.session_created(session.status.value)
         return session
 
     def sealed_credentials(self, session_id: str) -> bytes | None:
@@ -216,6 +247,7 @@ class SessionStore:
                             f.ATTEMPTS.value: 0,
                             f.IN_FLIGHT.value: 0,
                             f.UNCERTAIN.value: 0,
+                            **_origin_fields(),
                         },
                     )
                     pipe.hincrby(hkey, f.VERSION.value, 1)
@@ -261,20 +293,26 @@ class SessionStore:
 
     def cancel(self, session_id: str, now_ms: int) -> MfaSession:
         """awaiting_token -> cancelled; SessionNotAwaitingToken from anywhere else."""
-        status = self._t.cancel(SessionKeys.of(session_id), **self._common(session_id, now_ms))
-        if status is None:
+        result = self._t.cancel(SessionKeys.of(session_id), **self._common(session_id, now_ms))
+        if not result:
             raise SessionNotFound(session_id)
-        if status != "ok":
-            raise SessionNotAwaitingToken(SessionStatus(status))
+        status, closed = SessionStatus(_text(result[0])), bool(int(result[1]))
+        if closed:
+            _closed(status, phase=SessionStatus.AWAITING_TOKEN.value)
+        if not closed or status is not SessionStatus.CANCELLED:
+            raise SessionNotAwaitingToken(status)
         if self.ack is not None:
             self.ack.confirm(self.redis)
         return self.get(session_id)
 
     def expire_due(self, session_id: str, now_ms: int) -> str | None:
         """Close a session whose Belvo session is over; returns the status it now has."""
-        status: str | None = self._t.expire_due(
-            SessionKeys.of(session_id), **self._common(session_id, now_ms)
-        )
+        result = self._t.expire_due(SessionKeys.of(session_id), **self._common(session_id, now_ms))
+        if not result:
+            return None
+        status, closed_from = _text(result[0]), _text(result[1])
+        if closed_from:
+            _closed(SessionStatus(status), phase=closed_from)
         return status
 
     def begin_call(self, session_id: str, step: int, now_ms: int, lease_ms: int, attempt: int = 1) -> Claim:
@@ -287,6 +325,8 @@ class SessionStore:
             attempt=attempt,
         )
         verdict = ClaimVerdict(_text(result[0]))
+        if verdict in _CLOSED_BY_CLAIM:
+            metrics.session_closed(*_CLOSED_BY_CLAIM[verdict], phase="calling")
         if verdict is not ClaimVerdict.GO:
             return Claim(verdict)
         return Claim(verdict, self.get(session_id), result[1] or None, int(result[2]))
@@ -327,7 +367,8 @@ class SessionStore:
             self._t.take_retry(
                 keys, **self._common(session_id, now_ms), step=session.step, attempt=attempt, client=pipe
             )
-            self.dispatcher.enqueue(pipe, session, now_ms=now_ms, attempt=attempt)
+            origin = {k: v for k, v in _decode(raw).items() if k in _ORIGIN_FIELDS.values()}
+            self.dispatcher.enqueue(pipe, session, now_ms=now_ms, attempt=attempt, origin=origin)
             taken = pipe.execute()[0]
         return bool(taken)
 
@@ -349,7 +390,7 @@ class SessionStore:
         """
         assert status.is_final
         assert outcome.get("result") is None, "the result travels apart from the outcome"
-        return bool(
+        done = bool(
             self._t.finish(
                 SessionKeys.of(session_id),
                 **self._common(session_id, now_ms),
@@ -360,6 +401,9 @@ class SessionStore:
                 link=link or "",
             )
         )
+        if done:
+            metrics.session_closed(status.value, outcome.get("code"), phase="calling")
+        return done
 
     def stored_result(self, session_id: str) -> bytes | None:
         """A succeeded session's result as stored (sealed or not), if one was stored."""
@@ -386,16 +430,23 @@ class SessionStore:
 
     def recover_lapsed(self, session_id: str, now_ms: int) -> bool:
         """Close a session whose call's lease lapsed (its worker died); True if it was closed."""
-        return bool(self._t.recover_lapsed(SessionKeys.of(session_id), **self._common(session_id, now_ms)))
+        recovered = bool(
+            self._t.recover_lapsed(SessionKeys.of(session_id), **self._common(session_id, now_ms))
+        )
+        if recovered:
+            metrics.lease_recovered()
+            metrics.session_closed(SessionStatus.FAILED.value, OUTCOME_UNKNOWN["code"])
+        return recovered
 
     def abort(self, session_id: str, step: int, attempt: int, now_ms: int) -> bool:
         """Close a step whose job for `attempt` raised, if that attempt is still the open one: outcome
         unknown if its call was in flight, else internal_error. True if it closed the step."""
-        return bool(
-            self._t.abort(
-                SessionKeys.of(session_id), **self._common(session_id, now_ms), step=step, attempt=attempt
-            )
+        closed_with = self._t.abort(
+            SessionKeys.of(session_id), **self._common(session_id, now_ms), step=step, attempt=attempt
         )
+        if closed_with:
+            metrics.session_closed(SessionStatus.FAILED.value, STANDARD_OUTCOMES[closed_with]["code"])
+        return bool(closed_with)
 
     def due(self, zset: str, now_ms: int, limit: int = 500) -> list[str]:
         """Ids in the expiry, lease or retry zset whose time has come."""

@@ -125,7 +125,7 @@ notify()
 return 1
 
 -- @cancel()
--- awaiting_token -> cancelled. Returns 'ok' when this call cancelled it, else the status it has.
+-- awaiting_token -> cancelled. Returns {the status it has now, 1 if this call closed it else 0}.
 local status = get(F.status)
 if not status then
   return false
@@ -133,15 +133,16 @@ end
 if status == S.awaiting_token then
   if now >= tonumber(get(F.expires_at)) then
     close(S.expired, OUTCOME.expired)
-    return S.expired
+    return {S.expired, 1}
   end
   close(S.cancelled, OUTCOME.cancelled)
-  return 'ok'
+  return {S.cancelled, 1}
 end
-return status
+return {status, 0}
 
 -- @expire_due()
--- Closes a session whose Belvo session (or first-call deadline) is over. Returns the status it has.
+-- Closes a session whose Belvo session (or first-call deadline) is over.
+-- Returns {the status it has now, the status this call closed it from, or '' if it did not close it}.
 local status = get(F.status)
 if not status then
   redis.call('ZREM', EXP, id)
@@ -151,19 +152,19 @@ end
 local expires_at = tonumber(get(F.expires_at) or '0')
 if status == S.awaiting_token then
   if now < expires_at then
-    return status
+    return {status, ''}
   end
   close(S.expired, OUTCOME.expired)
-  return S.expired
+  return {S.expired, status}
 elseif calling(status) then
   -- A call in flight ends through its own answer or its lease, never through the clock.
   if get(F.in_flight) == '1' or now < expires_at then
-    return status
+    return {status, ''}
   end
-  return close_unanswered()
+  return {close_unanswered(), status}
 end
 redis.call('ZREM', EXP, id)
-return status
+return {status, ''}
 
 -- @begin_call(step, lease_deadline, attempt)
 -- Returns {verdict, token, attempt}; the verdicts are mfa.session.ClaimVerdict.
@@ -281,6 +282,7 @@ return 1
 -- The job of (step, attempt) raised: close the step while that attempt is still the open one (outcome
 -- unknown if its call is in flight, internal_error if it never claimed it). The late failure of an
 -- earlier attempt's job, or of a job whose attempt was already released for a retry, changes nothing.
+-- Returns the name of the OUTCOME it closed the step with, or 0.
 if not calling(get(F.status)) or get(F.step) ~= step then
   return 0
 end
@@ -290,12 +292,12 @@ if get(F.in_flight) == '1' then
     return 0
   end
   close(S.failed, OUTCOME.unknown)
+  return 'unknown'
 elseif taken == tonumber(attempt) - 1 and not redis.call('ZSCORE', RETRIES, id) then
   close(S.failed, OUTCOME.internal)
-else
-  return 0
+  return 'internal'
 end
-return 1
+return 0
 
 -- @index_ref(ttl)
 -- Lists a session created in a MULTI (mfa.store.SessionStore.create) under its external_ref.

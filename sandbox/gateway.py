@@ -80,6 +80,7 @@ def describe_call(state: SandboxState) -> dict[str, Any]:
         "body_keys": sorted(body),
         "query": dict(request.args),
         "auth_ok": credentials_ok(state.config) if needs_auth else None,
+        "request_id": request.headers.get("X-Request-ID"),  # the caller's, which Belvo would ignore
         "status": None,
         "fault": None,
         "at": time.time(),

@@ -159,7 +159,7 @@ def test_a_worker_without_the_key_fails_the_step_without_calling_belvo(make_api,
     done = api.wait(s["id"])
     assert done["status"] == "failed" and done["outcome"]["code"] == "token_unreadable"
     assert sandbox.calls(method="PATCH", session=first(pause)["session"]) == []
-    logged = capfd.readouterr().err
+    logged = capfd.readouterr().out  # the service logs to stdout
     assert "ERROR" in logged and "not configured" in logged and "111111" not in logged
 
 
@@ -173,7 +173,7 @@ def test_without_keys_the_service_runs_unsealed_links_off_and_says_so(make_api, 
         "RESULT_PRIVATE_KEYS": "",
     }
     api = make_api(**none)
-    assert "WARNING" in (logged := capfd.readouterr().err) and "stored unsealed" in logged
+    assert "WARNING" in (logged := capfd.readouterr().out) and "stored unsealed" in logged
     s = api.created(sandbox.pause())
     assert api.submit(s["id"], "111111", credential=s["client_secret"]).status_code == 202
     assert redis.get(token_key(s["id"])) == b"111111"

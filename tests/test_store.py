@@ -61,8 +61,10 @@ class Hooked(Dispatcher):
         super().__init__(queue, upstream_timeout_seconds=1, failure_ttl_seconds=60)
         object.__setattr__(self, "hook", hook)
 
-    def enqueue(self, pipe: Pipeline, session: MfaSession, *, now_ms: int, attempt: int = 1) -> None:
-        super().enqueue(pipe, session, now_ms=now_ms, attempt=attempt)
+    def enqueue(
+        self, pipe: Pipeline, session: MfaSession, *, now_ms: int, attempt: int = 1, **kw: Any
+    ) -> None:
+        super().enqueue(pipe, session, now_ms=now_ms, attempt=attempt, **kw)
         if self.hook is not None:
             self.hook(pipe, session, attempt)
 

@@ -44,7 +44,11 @@ def sweep_once(
     for session_id in store.due(LEASES_ZSET, now, BATCH):
         if session_id not in held and store.recover_lapsed(session_id, now):
             recovered += 1
-            log.warning("session %s: worker died mid-call; closed as upstream_outcome_unknown", session_id)
+            log.warning(
+                "session %s: worker died mid-call; closed as upstream_outcome_unknown",
+                session_id,
+                extra={"session_id": session_id},
+            )
     for session_id in store.due(RETRIES_ZSET, now, BATCH):
         retried += store.promote_retry(session_id, now)
     if outbox is not None:
@@ -54,7 +58,10 @@ def sweep_once(
 
 
 class Sweeper(threading.Thread):
-    """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages."""
+    """Runs sweep_once every `interval` seconds until stopped; rides out Redis outages.
+
+    `on_pass(now_ms)` runs after every pass that reached Redis: the worker's heartbeat.
+    """
 
     def __init__(
         self,
@@ -62,9 +69,11 @@ class Sweeper(threading.Thread):
         interval: float,
         outbox: Outbox | None = None,
         held: Callable[[int], Set[str]] = lambda now: frozenset(),
+        on_pass: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(name="mfa-sweeper", daemon=True)
         self.store, self.interval, self.outbox, self.held = store, interval, outbox, held
+        self.on_pass = on_pass
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -75,6 +84,8 @@ class Sweeper(threading.Thread):
                 expired, _, _ = sweep_once(self.store, now, self.outbox, self.held(now))
                 if expired:
                     log.info("sweeper: %d session(s) expired", expired)
+                if self.on_pass is not None:
+                    self.on_pass(now)
                 wait = self.interval
             except RedisError as exc:
                 wait = min(max(wait * 2, 0.5), 2.0)

@@ -7,6 +7,7 @@ credentials, the worker cannot open a stored result."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -202,6 +203,11 @@ def test_no_secret_reaches_a_log_line_or_redis(stack: Stack, receiver: Receiver)
     wait_for(lambda: marker in web.log_text(), 10, "the web access log to catch up")
 
     lines = web.log_text().splitlines() + worker.log_text().splitlines()
+    # The scan reads the service's own format: one JSON object per line, with the context fields that
+    # carry ids (request, session, Belvo's request) on them, which are scanned like the messages.
+    records = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("belvo_request_id") and r.get("request_id") and r.get("session_id") for r in records)
     dump = [*redis_values(redis), _aof(stack)]
     secrets |= {OWNER_EMAIL, OWNER_NAME}
     token_pattern = re.compile(
