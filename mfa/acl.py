@@ -73,6 +73,7 @@ _SESSIONS = (
     "zrevrangebyscore",  # look-ups by external_ref (mfa:ref:*), newest first
     "zremrangebyrank",  # ... which keep the newest REFS_KEPT
     "zcard",
+    "zcount",  # the backlog gauges (mfa/backlog.py)
     "rpush",  # RQ's enqueue
     "lpush",
     "llen",
