@@ -310,8 +310,13 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
             client.hget(f"rq:worker:{worker_name}", "state") or b""
         )
 
-    wait_for(registered, 30, f"RQ worker {worker_name} to register")
-    client.close()
+    try:
+        wait_for(registered, 30, f"RQ worker {worker_name} to register")
+    except BaseException:
+        proc.stop()  # nobody else holds it yet: a worker that never registered must not outlive the call
+        raise
+    finally:
+        client.close()
     return proc
 
 
@@ -361,6 +366,11 @@ def start_sentinel(
         _check_alive(proc)
         return client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service) is not None
 
-    wait_for(watching, 20, f"sentinel on port {port} to watch {service}")
-    client.close()
+    try:
+        wait_for(watching, 20, f"sentinel on port {port} to watch {service}")
+    except BaseException:
+        proc.stop()
+        raise
+    finally:
+        client.close()
     return proc
