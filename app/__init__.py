@@ -33,7 +33,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     env = {**os.environ, **(test_config or {})}
     settings = Settings.from_env(env).require_web()
     configure_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # app/frontend.py serves app/static/ with its own headers
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["mfa"] = Services.build(settings)
@@ -51,7 +51,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the route modules."""
-    from app import flows, health, link_events, openapi, sessions, webhooks
+    from app import demo, flows, frontend, health, link_events, openapi, sessions, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
@@ -59,13 +59,19 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(flows.bp)
     app.register_blueprint(link_events.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(frontend.bp)
+    app.register_blueprint(demo.bp)
 
 
 def register_security_headers(app: Flask) -> None:
-    """Headers every answer carries: no sniffing, no framing, no caching of session data."""
+    """Headers every answer carries: no sniffing, no framing, no caching of session data. A page that
+    sets its own Content-Security-Policy (app/frontend.py) keeps it, and its frame-ancestors alone
+    decides who may frame it: X-Frame-Options, the older form, could only say DENY."""
 
     @app.after_request
     def _headers(resp: Response) -> Response:
+        own_policy = "Content-Security-Policy" in resp.headers
         for name, value in _SECURITY_HEADERS.items():
-            resp.headers.setdefault(name, value)
+            if not (own_policy and name == "X-Frame-Options"):
+                resp.headers.setdefault(name, value)
         return resp

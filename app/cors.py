@@ -15,7 +15,7 @@ from flask_cors import CORS
 
 from mfa.errors import ConfigError
 
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
+ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "X-Request-ID")
 EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 _SESSION = re.compile(r"^/v1/sessions/[^/]+\Z")
@@ -23,15 +23,21 @@ _SESSION_ACTION = re.compile(r"^/v1/sessions/[^/]+/(?:token|cancel)\Z")
 _ORIGIN = re.compile(r"^https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z")
 
 
+def check_origins(origins: tuple[str, ...], setting: str) -> tuple[str, ...]:
+    """The origins, each scheme://host[:port]; ConfigError names the setting and the first that is not one."""
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"{setting}: {origin!r} is not an origin: scheme://host[:port], no path or wildcard"
+            )
+    return origins
+
+
 def origin_patterns(origins: tuple[str, ...]) -> list[re.Pattern[str]] | str:
     """`*`, or one exact-match pattern per origin; ConfigError names an origin that is not one."""
     if "*" in origins:
         return "*"
-    for origin in origins:
-        if not _ORIGIN.match(origin):
-            raise ConfigError(
-                f"CORS_ORIGINS: {origin!r} is not an origin: scheme://host[:port], no path or wildcard"
-            )
+    check_origins(origins, "CORS_ORIGINS")
     # flask-cors reads a string with regex characters as a regex; escaped patterns cannot widen.
     return [re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in origins]
 

@@ -31,7 +31,9 @@ def fresh_log_dir() -> Path:
     return logs
 
 
-def walkthrough(url: str, api_key: str, sandbox_url: str | None, logs: Path, webhook_auth: str = "") -> str:
+def walkthrough(
+    url: str, api_key: str, sandbox_url: str | None, logs: Path, webhook_auth: str = "", demo: bool = True
+) -> str:
     """The copy-paste tour printed at start-up: register a link that pauses for MFA, then finish it."""
     auth = f'-H "Authorization: Bearer {api_key}"'
     field = "python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])'"
@@ -56,9 +58,13 @@ ID=$(echo "$S" | {field} id); CS=$(echo "$S" | {field} client_secret)
         if sandbox_url
         else ""
     )
+    pages = f"API reference: {url}/docs"
+    if demo:
+        pages = f"In a browser: {url}/ (the demo: a backend and the MFA widget)   {pages}"
     return f"""
 MFA session service on {url}   (API key: {api_key})
 OpenAPI document: {url}/openapi.json
+{pages}
 
 # 1. The backend asks the service to register a link ({creds}: the bank wants a token):
 S=$(curl -s {auth} {url}/v1/links \\
@@ -102,6 +108,7 @@ def main() -> int:
         )
     # What Belvo's dashboard would hold: the Authorization header its webhooks carry.
     env.setdefault("BELVO_WEBHOOK_AUTHORIZATION", "Bearer whk_" + secrets.token_urlsafe(24))
+    env.setdefault("DEMO_PAGE", "true")  # the demo at / plays a backend with the API key: development only
     worker_env: dict[str, str] = {}
     try:
         if not env.get("REDIS_URL"):
@@ -133,9 +140,9 @@ def main() -> int:
         web = start_web(env, logs, port=int(env.get("PORT", "8000")), port_variable="PORT")
         procs.append(web)
         procs.append(start_worker({**env, **worker_env}, logs))
-        print(
-            walkthrough(web.url, api_key, sandbox_url, logs, env["BELVO_WEBHOOK_AUTHORIZATION"]), flush=True
-        )
+        demo = env["DEMO_PAGE"].strip().lower() in ("1", "true", "yes", "on")
+        webhook_auth = env["BELVO_WEBHOOK_AUTHORIZATION"]
+        print(walkthrough(web.url, api_key, sandbox_url, logs, webhook_auth, demo), flush=True)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         while not stop["now"] and all(p.alive for p in procs):

@@ -109,6 +109,16 @@ def _links_enabled(env: Mapping[str, str]) -> bool:
     raise ConfigError(f"LINKS_ENABLED must be true, false or auto, got {raw!r}")
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """An on/off setting that is off unless set to true."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _keys(env: Mapping[str, str], name: str, private: bool) -> tuple[str, ...]:
     """A key variable's texts, checked at start-up; the error names the variable, never its value."""
     raw = env.get(name, "").strip()
@@ -155,6 +165,10 @@ class Settings:
     worker_concurrency: int = 32
     resume_queue: str = "belvo-resume"
     cors_origins: tuple[str, ...] = ()
+    # Pages that may show the MFA widget in an iframe (CSP frame-ancestors; app/frontend.py).
+    widget_frame_ancestors: tuple[str, ...] = ()
+    # The demo at / that plays a backend with the first API key: for `make dev` only.
+    demo_page: bool = False
     # Generous defaults: a page polling its session and 50 racing submits of one step stay within them.
     rate_limit_per_minute: int = 1200
     session_rate_limit_per_minute: int = 60
@@ -235,6 +249,8 @@ class Settings:
             worker_concurrency=int(number("WORKER_CONCURRENCY", 32, int, minimum=1)),
             resume_queue=env.get("RESUME_QUEUE", cls.resume_queue).strip() or cls.resume_queue,
             cors_origins=_split(env.get("CORS_ORIGINS", "")),
+            widget_frame_ancestors=_split(env.get("WIDGET_FRAME_ANCESTORS", "")),
+            demo_page=_switch(env, "DEMO_PAGE"),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 1200, int)),
             session_rate_limit_per_minute=int(number("SESSION_RATE_LIMIT_PER_MINUTE", 60, int)),
             trusted_proxy_count=int(number("TRUSTED_PROXY_COUNT", 0, int)),
@@ -338,6 +354,8 @@ class Settings:
             raise ConfigError("API_KEYS is required: a comma-separated list of backend API keys")
         if any(len(key) < MIN_API_KEY_LENGTH for key in self.api_keys):
             raise ConfigError(f"API_KEYS: every key must be at least {MIN_API_KEY_LENGTH} characters long")
+        if self.demo_page and not self.links_enabled:
+            raise ConfigError("DEMO_PAGE registers sandbox links: it needs SEALING_PUBLIC_KEY (links on)")
         self.require_webhook_url()
         # The web records where each session's webhooks go; it never signs them.
         webhooks = replace(self.webhooks, secrets=())
