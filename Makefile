@@ -4,7 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test test-fast lint fmt bench clean
+# The Dockerfile's base image, pinned by digest (the same as docker-compose.yml's x-base-image).
+BASE_IMAGE := python:3.11-slim-bookworm
+BASE_DIGEST := sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+IMAGE ?= belvo-mfa-sessions
+
+.PHONY: install dev test test-fast lint fmt bench image clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "Python >= 3.10 is required" or 0)'
@@ -41,6 +46,11 @@ fmt: install
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench $(BENCH_ARGS)
+
+## image: the production image (web and worker, no sandbox), its base pinned by digest (needs Docker BuildKit).
+image:
+	docker buildx build --build-context $(BASE_IMAGE)=docker-image://$(BASE_IMAGE)@$(BASE_DIGEST) \
+		--target production -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

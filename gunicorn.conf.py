@@ -42,6 +42,9 @@ graceful_timeout = 20
 # Nothing that blocks or locks is made at import or in create_app (Redis pools reset themselves in a
 # new process, the change feed starts on first use), so forking before patching is safe.
 preload_app = True
+# No control socket (gunicornc): gunicorn would create it under $HOME/.gunicorn, which the image's user
+# cannot write (and every gunicorn on a host would share one path). Signals still manage the master.
+control_socket_disable = True
 # The app logs one JSON line per request itself (app/logs.py, WEB_ACCESS_LOG), with its request id
 # and route; gunicorn's own lines (start, stop, a worker's death) go out in the same format.
 accesslog = None

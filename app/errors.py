@@ -12,7 +12,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from mfa.errors import DuplicateSession, SessionExpired, SessionNotAwaitingToken, SessionNotFound
+from mfa.errors import (
+    DuplicateSession,
+    SessionExpired,
+    SessionNotAwaitingToken,
+    SessionNotFound,
+    WriteNotAcknowledged,
+)
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:belvo-mfa:problem:"
@@ -84,8 +90,12 @@ def to_api_error(exc: Exception) -> ApiError:
         if isinstance(exc, kind):
             detail = str(exc) if isinstance(exc, SessionNotAwaitingToken) else None
             return ApiError(status, code, title, detail)
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError)):
-        log.warning("store unavailable: %s", type(exc).__name__)
+    if isinstance(
+        exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, WriteNotAcknowledged)
+    ):
+        log.warning(
+            "store unavailable: %s", exc if isinstance(exc, WriteNotAcknowledged) else type(exc).__name__
+        )
         return ApiError(
             503, "store_unavailable", "The session store is unavailable", headers={"Retry-After": "1"}
         )

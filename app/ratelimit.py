@@ -49,12 +49,15 @@ SESSION_LIMITED = frozenset({"sessions.submit_token"})
 AUTHENTICATED = frozenset({"sessions", "live", "flows"})  # blueprints whose routes take a credential
 _WHICH = {1: "this client address's failed authentications", 2: "this client address", 3: "this session"}
 
-# KEYS: auth-failure counter, address counter, session counter ('' where a budget does not apply).
+# KEYS: auth-failure counter, address counter, session counter (NO_BUDGET where a budget does not
+# apply: a key that names no counter, yet one the web's Redis ACL user may name, mfa/acl.py).
 # ARGV: now (ms), window (ms), buckets, then the three limits in KEYS' order (0: off), then mode:
 # 'check' checks the three budgets and, if all allow, counts the request against the last two;
 # 'fail' counts a 401 against the first. Returns {0, 0} when allowed, else {1-3 (which budget),
 # ms until it allows again}.
+NO_BUDGET = KEY_PREFIX + "none"
 _SCRIPT = """
+local NO_BUDGET = 'NO_BUDGET_KEY'
 local now, window, buckets = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local size = window / buckets
 local current = math.floor(now / size)
@@ -100,7 +103,7 @@ if ARGV[7] == 'fail' then
 end
 for i = 1, 3 do
   local limit = tonumber(ARGV[3 + i])
-  if limit > 0 and KEYS[i] ~= '' then
+  if limit > 0 and KEYS[i] ~= NO_BUDGET then
     local total, live = tally(KEYS[i])
     if total >= limit then
       return {i, math.ceil(wait(live, total, limit))}
@@ -108,12 +111,12 @@ for i = 1, 3 do
   end
 end
 for i = 2, 3 do
-  if tonumber(ARGV[3 + i]) > 0 and KEYS[i] ~= '' then
+  if tonumber(ARGV[3 + i]) > 0 and KEYS[i] ~= NO_BUDGET then
     count(KEYS[i])
   end
 end
 return {0, 0}
-"""
+""".replace("NO_BUDGET_KEY", NO_BUDGET)
 
 
 def address_key(address: str) -> str:
@@ -154,7 +157,7 @@ class Budgets:
 
     def fail(self, auth_key: str, now: int) -> None:
         """Count a 401 answer against its address."""
-        self._run([auth_key, "", ""], now, "fail")
+        self._run([auth_key, NO_BUDGET, NO_BUDGET], now, "fail")
 
     @property
     def on(self) -> bool:
@@ -183,7 +186,7 @@ def register_rate_limits(app: Flask) -> None:
         if request.method == "OPTIONS" or request.blueprint not in AUTHENTICATED:
             return
         address = request.remote_addr or "unknown"
-        keys = [auth_failure_key(address) if budgets.auth_failures > 0 else "", "", ""]
+        keys = [auth_failure_key(address) if budgets.auth_failures > 0 else NO_BUDGET, NO_BUDGET, NO_BUDGET]
         if request.endpoint in ADDRESS_LIMITED:
             principal = current_principal()
             session_id = principal.session_id or ""
@@ -192,8 +195,8 @@ def register_rate_limits(app: Flask) -> None:
                 and principal.opens_session
                 and 0 < len(session_id) <= MAX_SESSION_ID_LENGTH
             )
-            keys[1:] = [address_key(address), session_counter_key(session_id) if counted else ""]
-        if not any(keys):
+            keys[1:] = [address_key(address), session_counter_key(session_id) if counted else NO_BUDGET]
+        if all(key == NO_BUDGET for key in keys):
             return
         exceeded, wait_ms = budgets.check(keys[0], keys[1], keys[2], now_ms())
         if exceeded:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import figures as fig
+from bench.ack import ack_figures, measure_ack
 from bench.aio import raise_open_files_limit
 from bench.dispatch import measure_dispatch
 from bench.http import measure_http
@@ -31,7 +32,7 @@ from bench.throughput import measure_throughput
 from bench.webhooks import measure_webhooks
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("http", "slow", "streams", "dispatch", "throughput", "memory", "webhooks", "telemetry")
+PHASES = ("http", "slow", "streams", "dispatch", "throughput", "memory", "webhooks", "telemetry", "ack")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Plan:
     memory_counts: tuple[int, ...] = (10_000, 100_000)
     streams: int = 1000
     stream_samples: int = 200
+    ack_samples: int = 300
 
 
 QUICK = Plan(
@@ -60,6 +62,7 @@ QUICK = Plan(
     sessions=128,
     memory_counts=(1_000, 10_000),
     stream_samples=50,
+    ack_samples=40,
 )
 # One py-spy profile of a worker at work: at concurrency 8 (4 calls/s) py-spy's own cost stays small, and
 # out of the rows with a target.
@@ -173,6 +176,12 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
             )
             print(f"  {w.delivered} webhooks delivered during the dispatch samples")
             result.figures += fig.webhook_figures(w)
+        if "ack" in phases:
+            _phase("token POST with REDIS_WAIT_REPLICAS=1 vs off, one replica", started)
+            ack = measure_ack(stack, redis, sandbox, samples=plan.ack_samples)
+            figures = ack_figures(ack)
+            print(f"  p50 {figures[0].value} ms with the acknowledgement, {figures[0].baseline} ms without")
+            result.figures += figures
     result.params = {
         "web": f"{WEB_WORKERS} gevent workers x {WEB_CONNECTIONS} connections",
         "conns": plan.conns,

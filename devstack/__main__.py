@@ -109,17 +109,21 @@ def main() -> int:
     # What Belvo's dashboard would hold: the Authorization header its webhooks carry.
     env.setdefault("BELVO_WEBHOOK_AUTHORIZATION", "Bearer whk_" + secrets.token_urlsafe(24))
     env.setdefault("DEMO_PAGE", "true")  # the demo at / plays a backend with the API key: development only
+    worker_env: dict[str, str] = {}
     try:
         if not env.get("REDIS_URL"):
+            # Redis as in production: only the web's and the worker's ACL users, passwords for this run.
             redis = start_redis(
                 VAR / "redis",
                 logs,
                 port=int(env.get("DEV_REDIS_PORT", "6390")),
                 appendonly=True,
                 port_variable="DEV_REDIS_PORT",
+                passwords={role: secrets.token_urlsafe(24) for role in ("web", "worker")},
             )
             procs.append(redis)
-            env["REDIS_URL"] = redis.url
+            env["REDIS_URL"] = redis.extra["urls"]["web"]
+            worker_env["REDIS_URL"] = redis.extra["urls"]["worker"]
         sandbox_url = None
         if not env.get("BELVO_BASE_URL"):
             env.setdefault("BELVO_SECRET_ID", "sandbox-secret-id")
@@ -135,7 +139,7 @@ def main() -> int:
             env["BELVO_BASE_URL"] = sandbox_url = sandbox.url
         web = start_web(env, logs, port=int(env.get("PORT", "8000")), port_variable="PORT")
         procs.append(web)
-        procs.append(start_worker(env, logs))
+        procs.append(start_worker({**env, **worker_env}, logs))
         demo = env["DEMO_PAGE"].strip().lower() in ("1", "true", "yes", "on")
         webhook_auth = env["BELVO_WEBHOOK_AUTHORIZATION"]
         print(walkthrough(web.url, api_key, sandbox_url, logs, webhook_auth, demo), flush=True)

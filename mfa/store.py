@@ -48,6 +48,7 @@ from mfa.keys import (
     token_key,
 )
 from mfa.pause import DEFAULT_EXPIRY_SECONDS, TokenRequired
+from mfa.replicas import ReplicaAck
 from mfa.scripts import Transitions
 from mfa.session import (
     EVENTS_KEPT,
@@ -122,11 +123,13 @@ class SessionStore:
         retention_seconds: int,
         dispatcher: Dispatcher,
         default_expiry_seconds: int = DEFAULT_EXPIRY_SECONDS,
+        ack: ReplicaAck | None = None,
     ) -> None:
         self.redis = redis
         self.retention_ms = retention_seconds * 1000
         self.dispatcher = dispatcher
         self.default_expiry_seconds = default_expiry_seconds  # for a 428 that carries no expiry
+        self.ack = ack  # submissions and cancels wait for replicas before they return (mfa/replicas.py)
         self._t = Transitions(redis)
 
     @classmethod
@@ -137,7 +140,14 @@ class SessionStore:
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             failure_ttl_seconds=settings.session_retention_seconds,
         )
-        return cls(redis, settings.session_retention_seconds, dispatcher, settings.default_mfa_expiry_seconds)
+        ack = (
+            ReplicaAck(settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
+            if settings.redis_wait_replicas
+            else None
+        )
+        return cls(
+            redis, settings.session_retention_seconds, dispatcher, settings.default_mfa_expiry_seconds, ack
+        )
 
     def _common(self, session_id: str, now_ms: int) -> dict[str, Any]:
         return {"id": session_id, "now": now_ms, "retention": self.retention_ms}
@@ -248,6 +258,8 @@ class SessionStore:
                     self._emit(pipe, submitted, now_ms)
                     self.dispatcher.enqueue(pipe, submitted, now_ms=now_ms)
                     pipe.execute()
+                    if self.ack is not None:
+                        self.ack.confirm(self.redis)
                     return submitted
                 except WatchError:
                     continue
@@ -289,6 +301,8 @@ class SessionStore:
             _closed(status, phase=SessionStatus.AWAITING_TOKEN.value)
         if not closed or status is not SessionStatus.CANCELLED:
             raise SessionNotAwaitingToken(status)
+        if self.ack is not None:
+            self.ack.confirm(self.redis)
         return self.get(session_id)
 
     def expire_due(self, session_id: str, now_ms: int) -> str | None:

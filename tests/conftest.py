@@ -14,13 +14,15 @@ from redis import Redis
 
 from devstack.processes import Proc, start_redis
 from tests.inprocess import InProcessApi, sandbox_in_thread, service_api
-from tests.support import SERVICE_ENV, Sandbox
+from tests.support import REDIS_ADMIN_PASSWORD, REDIS_PASSWORDS, SERVICE_ENV, Sandbox, assert_no_acl_denials
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     root = tmp_path_factory.mktemp("redis")
-    proc = start_redis(root / "data", root / "logs")
+    proc = start_redis(
+        root / "data", root / "logs", passwords=REDIS_PASSWORDS, admin_password=REDIS_ADMIN_PASSWORD
+    )
     yield proc
     proc.stop()
 
@@ -29,6 +31,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 def sandbox_url() -> Iterator[str]:
     with sandbox_in_thread() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def no_acl_denials(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the fast tier's Redis leaves no ACL denial behind: the web and the worker were
+    granted every command they sent, even those whose errors the code would swallow."""
+    yield
+    if "redis_server" in request.fixturenames:
+        assert_no_acl_denials(Redis.from_url(request.getfixturevalue("redis_server").url))
 
 
 @pytest.fixture
@@ -49,17 +60,21 @@ def sandbox(sandbox_url: str) -> Sandbox:
 
 @pytest.fixture
 def service_env(redis_server: Proc, sandbox_url: str) -> dict[str, str]:
-    """The service's settings against this run's Redis and sandbox."""
-    return {**SERVICE_ENV, "REDIS_URL": redis_server.url, "BELVO_BASE_URL": sandbox_url}
+    """The web's settings against this run's Redis (as the web's ACL user) and sandbox."""
+    return {**SERVICE_ENV, "REDIS_URL": redis_server.extra["urls"]["web"], "BELVO_BASE_URL": sandbox_url}
 
 
 @pytest.fixture
-def make_api(service_env: dict[str, str], redis: Redis) -> Iterator[Callable[..., InProcessApi]]:
-    """An in-process service with settings of the test's own (`make_api(RATE_LIMIT_PER_MINUTE="5")`)."""
+def make_api(
+    service_env: dict[str, str], redis_server: Proc, redis: Redis
+) -> Iterator[Callable[..., InProcessApi]]:
+    """An in-process service with settings of the test's own (`make_api(RATE_LIMIT_PER_MINUTE="5")`);
+    its jobs run as the worker's ACL user."""
     made: list[InProcessApi] = []
 
     def make(**env: str) -> InProcessApi:
-        made.append(service_api({**service_env, **env}, redis))
+        worker_url = redis_server.extra["urls"]["worker"]
+        made.append(service_api({**service_env, **env}, worker_redis_url=worker_url))
         return made[-1]
 
     yield make

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from redis import Redis
 from rq import Queue
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
@@ -24,6 +23,7 @@ from werkzeug.test import TestResponse
 import sandbox as sandbox_app
 from app import create_app
 from mfa.clock import now_ms
+from mfa.connections import Role, connect
 from mfa.outbox import Outbox
 from mfa.settings import Settings, role_env
 from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, Api
@@ -54,9 +54,11 @@ class Reply:
 class JobRunner:
     """Runs what the worker process would: one sweeper pass, then every queued job with the worker's own
     RQ worker class (up to WORKER_CONCURRENCY at once, a thread each, its call leases kept alive), then
-    every webhook delivery the outbox holds (when WEBHOOK_SECRETS is set)."""
+    every webhook delivery the outbox holds (when WEBHOOK_SECRETS is set); connected as the worker
+    process connects (its own ACL user)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings) -> None:
+        redis = connect(settings, Role.WORKER)
         self.redis = redis
         self.runner = runtime.build_runner(settings, redis)
         runtime.install(self.runner)
@@ -124,14 +126,19 @@ class InProcessApi(Api):
 
 
 def service_api(
-    env: Mapping[str, str], redis: Redis | None = None, api_key: str | None = None
+    env: Mapping[str, str], worker_redis_url: str | None = None, api_key: str | None = None
 ) -> InProcessApi:
-    """The app built from `env` (create_app, as gunicorn builds it); with `redis`, its jobs run here too.
+    """The app built from `env` (create_app, as gunicorn builds it); with `worker_redis_url`, its jobs run
+    here too, on that Redis URL (the worker's credentials).
 
     Each side gets only its own share of `env`, as the processes do (mfa.settings.role_env).
     """
     app = create_app(role_env(env, "web"))
-    jobs = JobRunner(Settings.from_env(role_env(env, "worker")), redis) if redis is not None else None
+    jobs = (
+        JobRunner(Settings.from_env({**role_env(env, "worker"), "REDIS_URL": worker_redis_url}))
+        if worker_redis_url is not None
+        else None
+    )
     api = InProcessApi(BASE, app=app, jobs=jobs)
     return api.as_key(api_key) if api_key else api  # type: ignore[return-value]
 

@@ -18,10 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from devstack.processes import Proc, children, start_redis, start_sandbox, start_web, start_worker, wait_for
 from mfa.keys import session_key
-from tests.support import BELVO_SECRET_ID, BELVO_SECRET_PASSWORD, SERVICE_ENV, Api, Sandbox, first
+from tests.sentinels import SentinelGroup
+from tests.support import (
+    BELVO_SECRET_ID,
+    BELVO_SECRET_PASSWORD,
+    REDIS_ADMIN_PASSWORD,
+    REDIS_PASSWORDS,
+    SERVICE_ENV,
+    Api,
+    Sandbox,
+    acl_denials,
+    first,
+)
 
 
 def descendants(pid: int) -> list[int]:
@@ -47,23 +59,50 @@ def process_gone(pid: int) -> bool:
 class Stack:
     """The processes of one stack and clients for each; built by `build_stack`."""
 
-    def __init__(self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack) -> None:
+    def __init__(
+        self, root: Path, env: Mapping[str, str], exits: contextlib.ExitStack, sentinel: bool = False
+    ) -> None:
         self.root, self.logs, self._exits = root, root / "logs", exits
         self._procs: list[Proc] = []
-        self.redis_proc = self._owned(start_redis(root / "redis", self.logs, appendonly=True))
+        self.group: SentinelGroup | None = None
+        if sentinel:
+            self.group = SentinelGroup(root, self.logs, self._owned)
+            exits.callback(self.group.close)
+            self._stores = self.group.procs
+            self.role_env = {role: self.group.env(role) for role in ("web", "worker")}
+            self.redis = self.group.admin
+        else:
+            self.redis_proc = self._owned(self._start_redis())
+            self._stores = lambda: [self.redis_proc]
+            self.role_env = {
+                role: {"REDIS_URL": self.redis_proc.extra["urls"][role]} for role in ("web", "worker")
+            }
+            self.redis = Redis.from_url(self.redis_proc.url, socket_connect_timeout=1, socket_timeout=5)
+            exits.callback(self.redis.close)
         self.sandbox_proc = self._owned(start_sandbox(self.logs, BELVO_SECRET_ID, BELVO_SECRET_PASSWORD))
-        self.env = {
-            **SERVICE_ENV,
-            "REDIS_URL": self.redis_proc.url,
-            "BELVO_BASE_URL": self.sandbox_proc.url,
-            **env,
-        }
-        self.redis = Redis.from_url(self.redis_proc.url, socket_connect_timeout=1, socket_timeout=5)
-        exits.callback(self.redis.close)
+        self._test_env = dict(env)
+        # The web's settings; a worker's are the same with its own credentials (worker_env).
+        self.env = {**SERVICE_ENV, **self.role_env["web"], "BELVO_BASE_URL": self.sandbox_proc.url, **env}
         self.sandbox = Sandbox(self.sandbox_proc.url)
         self.workers: list[Proc] = []
         self.web: Proc | None = None
         self.api: Api | None = None
+
+    def _start_redis(self, port: int = 0) -> Proc:
+        """Redis with the service's ACL users (AOF on): proc.url is the tests' administrator login."""
+        return start_redis(
+            self.root / "redis",
+            self.logs,
+            port=port,
+            appendonly=True,
+            passwords=REDIS_PASSWORDS,
+            admin_password=REDIS_ADMIN_PASSWORD,
+        )
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """A worker's settings: the web's, logged in as the worker's ACL user (a test's own env wins)."""
+        return {**self.env, **self.role_env["worker"], **self._test_env}
 
     def _owned(self, proc: Proc) -> Proc:
         self._exits.callback(proc.stop)
@@ -72,8 +111,9 @@ class Stack:
 
     def signal_stop(self) -> None:
         """SIGTERM to every process but Redis at once, so their shutdowns overlap (stop() then waits)."""
+        stores = self._stores()
         for proc in self._procs:
-            if proc is not self.redis_proc and proc.alive:
+            if proc not in stores and proc.alive:
                 proc.signal(signal.SIGTERM)
 
     def start_web(self, workers: int = 1, name: str = "web") -> Api:
@@ -85,7 +125,7 @@ class Stack:
     def start_worker(self, **env: str) -> Proc:
         """`python -m worker` with the stack's settings, plus `env` for this worker alone."""
         name = f"worker{len(self.workers) + 1}"
-        proc = self._owned(start_worker({**self.env, **env}, self.logs, name=name))
+        proc = self._owned(start_worker({**self.worker_env, **env}, self.logs, name=name))
         self.workers.append(proc)
         return proc
 
@@ -119,8 +159,7 @@ class Stack:
 
     def restart_redis(self) -> None:
         """A new redis-server on the same port and data directory, so clients reconnect by themselves."""
-        port = self.redis_proc.port
-        self.redis_proc = self._owned(start_redis(self.root / "redis", self.logs, port=port, appendonly=True))
+        self.redis_proc = self._owned(self._start_redis(port=self.redis_proc.port))
 
     def submitted(self, token: str = "111111", **pause: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A fresh Belvo pause, stored through the API and answered with `token` (202 asserted)."""
@@ -155,16 +194,26 @@ class Stack:
 
 @contextlib.contextmanager
 def build_stack(
-    root: Path, env: Mapping[str, str] | None = None, *, web_workers: int = 1, workers: int = 0
+    root: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    web_workers: int = 1,
+    workers: int = 0,
+    sentinel: bool = False,
 ) -> Iterator[Stack]:
-    """Redis (AOF on), the sandbox, gunicorn with `web_workers` processes and `workers` RQ workers."""
+    """Redis (AOF on, the ACL users), the sandbox, gunicorn with `web_workers` processes and `workers` RQ
+    workers; with `sentinel`, Redis is a primary, a replica and three sentinels (tests/sentinels.py)."""
     with contextlib.ExitStack() as exits:
-        stack = Stack(root, env or {}, exits)
+        stack = Stack(root, env or {}, exits, sentinel)
         stack.start_web(web_workers)
         for _ in range(workers):
             stack.start_worker()
         try:
             yield stack
+            denied: list[dict[str, Any]] = []
+            with contextlib.suppress(OSError, RedisError):  # a test may leave Redis down
+                denied = acl_denials(stack.redis)
+            assert not denied, f"ACL users were refused: {denied}"
         finally:
             stack.signal_stop()
 

@@ -35,6 +35,17 @@ SEALING_PRIVATE_KEY = "mfa-sk-KJ67pjVt3sZoKcR-SRqMj5RFcC_ceLh8pZUiXl8HrsQ"
 RESULT_PUBLIC_KEY = "mfa-pk-6qGyTC3HwRi7vkEXB4kry2Ik8qIEFAYBinii-d2rFwU"
 RESULT_PRIVATE_KEY = "mfa-sk-77LeN_lFQStu81EeRFJwEHivzQtRHrsVhrkCIaoOPpI"
 
+# Every test Redis runs with the service's ACL users (mfa/acl.py): the web and the worker log in as their
+# own users, so a command the code sends without a grant fails the suite. The tests' own clients log in
+# as the `default` user, an administrator with this password; no client gets in without one.
+REDIS_PASSWORDS = {
+    "web": "test-redis-web-password-0123456789",
+    "worker": "test-redis-worker-password-0123456789",
+    "replica": "test-redis-replica-password-0123456789",
+    "sentinel": "test-redis-sentinel-password-0123456789",
+}
+REDIS_ADMIN_PASSWORD = "test-redis-admin-password-0123456789"
+
 # The service's settings in every test stack, in-process or real processes: short timings, so faults
 # end quickly; no rate limits, so bursts measure the state machine only. Stacks add REDIS_URL and
 # BELVO_BASE_URL, and a test overrides what it is about. Each process gets only its own share
@@ -204,3 +215,19 @@ def inflated(values: list[bytes | None]) -> list[bytes]:
         except zlib.error:
             pass
     return out
+
+
+def acl_denials(admin: Redis) -> list[dict[str, Any]]:
+    """Redis's ACL LOG of refused commands, keys and channels (failed logins left out), then emptied."""
+    entries = admin.acl_log()
+    admin.acl_log_reset()
+    return [entry for entry in entries if entry.get("reason") != "auth"]
+
+
+def assert_no_acl_denials(admin: Redis) -> None:
+    """Fail, naming each refused command, if any ACL user was refused anything."""
+    try:
+        denied = acl_denials(admin)
+    finally:
+        admin.close()
+    assert not denied, [(e.get("username"), e.get("object"), e.get("reason")) for e in denied]

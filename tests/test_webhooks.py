@@ -274,12 +274,18 @@ def test_a_public_https_callback_url_is_accepted(make_api, sandbox):
 
 
 def test_delivery_refuses_a_private_address_after_resolution_even_if_creation_allowed_it(
-    make_api, receiver, sandbox, service_env, redis
+    make_api, receiver, sandbox, service_env, redis_server
 ):
     port = receiver.url.rsplit(":", 1)[1]
     env = {**WEBHOOK_ENV, "WEBHOOK_URL": f"http://localhost:{port}/hook"}
     api = make_api(**env)  # the web allows private addresses; the worker below does not
-    api.jobs = JobRunner(Settings.from_env({**service_env, **env, "WEBHOOK_ALLOW_PRIVATE": "0"}), redis)
+    worker_env = {
+        **service_env,
+        **env,
+        "WEBHOOK_ALLOW_PRIVATE": "0",
+        "REDIS_URL": redis_server.extra["urls"]["worker"],
+    }
+    api.jobs = JobRunner(Settings.from_env(worker_env))
     s = api.created(sandbox.pause())
     pump(api, lambda: events(api, s["id"])[0]["status"] == "failed")
     [attempt] = events(api, s["id"])[0]["deliveries"][0]["attempts"]

@@ -40,6 +40,7 @@ from rq.worker import WorkerStatus
 
 from worker.deadlines import ThreadDeadline
 from worker.slots import CallSlots
+from worker.stranded import requeue_stranded
 
 DEQUEUE_ROUND_SECONDS = 1  # how long one blocking BLMOVE waits: the delay before a stop request is seen
 SLOT_POLL_SECONDS = 0.2  # how often a worker with every slot taken looks for a stop request
@@ -61,6 +62,11 @@ class ResumeWorker(SimpleWorker):
         self._stopping = threading.Event()
         self._burst = False
         self._suspension_checked_at = float("-inf")
+        # Jobs whose run Redis cut off, and whether to look for jobs stranded between RQ's two dequeue
+        # steps: both go back on the queue at start and once Redis answers again (worker/stranded.py).
+        self._cut_off: list[str] = []
+        self._cut_off_lock = threading.Lock()
+        self._look_for_stranded = True
 
     @property
     def stop_requested(self) -> bool:
@@ -163,8 +169,31 @@ class ResumeWorker(SimpleWorker):
         except Exception:
             # perform_job records a job's own failure itself; it raises only when RQ's bookkeeping
             # could not reach Redis. The session is still covered: its answer was recorded, or its
-            # lease lapses and a sweeper closes it.
+            # lease lapses and a sweeper closes it, or (no call made) the job runs again: it goes back
+            # on the queue once Redis answers, and the step's claim lets only one run call Belvo.
             self.log.exception("Worker %s: RQ could not record the end of job %s", self.name, job.id)
+            with self._cut_off_lock:
+                self._cut_off.append(job.id)
+
+    def _put_back_stranded(self) -> None:
+        """Put back on the queue the jobs Redis cut off here and those stranded between RQ's two steps."""
+        with self._cut_off_lock:
+            cut_off, self._cut_off = self._cut_off, []
+        try:
+            for queue in self.queues:
+                moved = requeue_stranded(queue, cut_off)
+                if moved:
+                    self.log.warning(
+                        "Worker %s: put back %d job(s) whose run never finished: %s",
+                        self.name,
+                        len(moved),
+                        moved,
+                    )
+        except BaseException:
+            with self._cut_off_lock:
+                self._cut_off[:0] = cut_off
+            raise
+        self._look_for_stranded = False
 
     def _take_slot(self) -> bool:
         beat_at = time.monotonic()
@@ -187,6 +216,8 @@ class ResumeWorker(SimpleWorker):
                 self.heartbeat()  # at most every HEARTBEAT_SECONDS (see heartbeat)
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                if self._look_for_stranded or self._cut_off:
+                    self._put_back_stranded()
                 result = self.queue_class.dequeue_any(
                     self._ordered_queues,
                     DEQUEUE_ROUND_SECONDS if blocking else None,
@@ -198,6 +229,7 @@ class ResumeWorker(SimpleWorker):
             except DequeueTimeout:
                 continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._look_for_stranded = True  # once it answers again: a failover may strand a job
                 self.log.error(
                     "Worker %s: could not connect to Redis (%s); retrying in %.1fs", self.name, exc, wait
                 )

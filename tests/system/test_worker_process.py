@@ -26,7 +26,7 @@ def test_a_worker_that_resumes_a_session_never_imports_flask(stack: Stack) -> No
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "worker", "--burst"],
         cwd=ROOT,
-        env=role_env({**os.environ, **stack.env}, "worker"),
+        env=role_env({**os.environ, **stack.worker_env}, "worker"),
         capture_output=True,
         text=True,
         timeout=60,
