@@ -8,16 +8,17 @@ from contextlib import ExitStack
 import pytest
 from redis import Redis
 
-from devstack.processes import wait_for
+from devstack.processes import Proc, wait_for
+from mfa.connections import Role, connect
 from mfa.feed import ChangeFeed
 from mfa.keys import CHANGES_CHANNEL
+from mfa.settings import Settings
 
 
 @pytest.fixture
-def feed(redis: Redis) -> Iterator[ChangeFeed]:
-    kwargs = redis.connection_pool.connection_kwargs
-    client = Redis(host=kwargs["host"], port=kwargs["port"], socket_timeout=5)
-    made = ChangeFeed(client)
+def feed(redis_server: Proc, redis: Redis) -> Iterator[ChangeFeed]:
+    """A feed as a web process makes it: its own client, as the web's ACL user (mfa/acl.py)."""
+    made = ChangeFeed(connect(Settings(redis_url=redis_server.extra["urls"]["web"]), Role.FEED))
     yield made
     made.close()
 
