@@ -96,7 +96,9 @@ def test_each_worker_serves_its_own_metrics(stack: Stack) -> None:
     assert found[("mfa_upstream_calls_total", calls)] >= 1
     assert found[("mfa_outcomes_total", frozenset({"status": "succeeded", "code": "none"}.items()))] >= 1
     assert ("process_resident_memory_bytes", frozenset()) in found  # the process's own
-    assert found[("mfa_workers_live", frozenset())] == 1  # the backlog, read from Redis
+    # The backlog, read from Redis: live once the worker's sweeper has made its first pass.
+    live = ("mfa_workers_live", frozenset())
+    wait_for(lambda: samples(f"http://127.0.0.1:{port}/metrics").get(live) == 1, 10, "a first heartbeat")
     assert not list(Path(stack.env["PROMETHEUS_MULTIPROC_DIR"]).glob(f"*_{worker.popen.pid}.db"))
     assert worker.stop() == 0  # a warm shutdown leaves the live count at once
     assert stack.web is not None
