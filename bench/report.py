@@ -15,7 +15,16 @@ from bench.notes import BEFORE_AFTER, HOW, RECOMMEND, SCALING
 from bench.profile import Profile
 from bench.throughput import ThroughputResult
 
-BEFORE = Path(__file__).resolve().parent / "before" / "results.json"
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE = ROOT / "bench" / "before" / "results.json"
+
+
+def shown(path: Path) -> str:
+    """A path as the report names it: from the repository's root, never the machine's."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return Path(path).name
 
 
 @dataclass
@@ -70,9 +79,9 @@ def _http_evidence(pair: Pair) -> list[str]:
     if prof is not None:
         lines += [
             f"- py-spy over one more run of each side ({prof.samples[0]:,} and {prof.samples[1]:,} GIL-held "
-            f"samples; raw stacks `{prof.raw[0]}`): each function's share of the samples times that run's "
-            f"server CPU per request ({prof.service_ms:.2f} ms and {prof.baseline_ms:.2f} ms) estimates its "
-            "ms per request (system-call time is spread pro rata).",
+            f"samples; raw stacks `{shown(prof.raw[0])}`): each function's share of the samples times that "
+            f"run's server CPU per request ({prof.service_ms:.2f} ms and {prof.baseline_ms:.2f} ms) "
+            "estimates its ms per request (system-call time is spread pro rata).",
             f"- Imports: {prof.imports[0]:.0%} of the service's samples and {prof.imports[1]:.0%} of the "
             "baseline's, left out of the tables below.",
             "",
@@ -137,7 +146,7 @@ def _worker_evidence(run: Run) -> list[str]:
         lines += [
             "",
             f"py-spy of one `python -m worker` at concurrency 8 ({prof.samples} "
-            f"GIL-held samples; raw stacks `{prof.raw}`):",
+            f"GIL-held samples; raw stacks `{shown(prof.raw)}`):",
             "",
             "| function, inclusive | share of worker CPU |",
             "| --- | ---: |",

@@ -1,9 +1,9 @@
 """mfa-client.js in Chromium: imported by a frontend of another origin, following sessions of the running
 service through whichever transport the service offers, submitting once per call, and its stream parser.
 
-Where a test needs an answer the service does not give (an event stream before the live-status routes,
-a server that ignores `wait`, a lost answer), Playwright's request interception shapes that answer on
-the wire; everything else is the real service.
+Where a test needs an answer the service does not give on demand (a stream that ends after one event, a
+server that ignores `wait`, a lost answer), Playwright's request interception shapes that answer on the
+wire; everything else is the real service.
 """
 
 from __future__ import annotations
@@ -12,24 +12,12 @@ import json
 import re
 from typing import Any
 
-import pytest
-from flask import Flask
 from playwright.sync_api import Page, Request, Route
 
-from app import register_blueprints
 from tests.stack import Stack
 from tests.support import first
 from tests.system.browser.sites import Site
 
-
-def _service_routes() -> set[str]:
-    app = Flask(__name__)
-    register_blueprints(app)
-    return {rule.rule for rule in app.url_map.iter_rules()}
-
-
-# The live-status routes (the event stream; long-polling comes with them) arrive with issue 12.
-LIVE_STATUS = any(rule.endswith("/stream") for rule in _service_routes())
 EVENTS = ("status", "challenge", "done", "transport", "error")
 
 RECORD = """async ({base, id, secret, transport, pollIntervalMs}) => {
@@ -104,8 +92,7 @@ def test_a_frontend_of_another_origin_follows_a_session_and_answers_it(
         ("done", "succeeded"),
     ]
     transports = [e["transport"] for e in events(page, "transport")]
-    # Today's service has neither stream nor `version`: the client falls through to plain polling.
-    assert transports == (["stream"] if LIVE_STATUS else ["stream", "long-poll", "poll"])
+    assert transports == ["stream"]  # the service's own event stream, first choice, and it held
     posts = [r for r in sent if r.method == "POST" and r.url.endswith("/token")]
     assert len(posts) == 1
     assert re.fullmatch(r"[0-9a-f-]{36}", posts[0].headers["idempotency-key"])
@@ -253,7 +240,6 @@ def test_the_stream_parser_reads_the_same_events_however_the_text_is_split(stack
     assert all(split == result["whole"] for split in result["splits"])
 
 
-@pytest.mark.skipif(not LIVE_STATUS, reason="the service's event stream and long-polling land with issue 12")
 def test_the_services_own_stream_carries_the_session_to_its_end(stack: Stack, page: Page, parent_site: Site):
     session, _ = created(stack)
     page.goto(harness(parent_site))
@@ -269,7 +255,6 @@ def test_the_services_own_stream_carries_the_session_to_its_end(stack: Stack, pa
     assert [e["transport"] for e in events(page, "transport")] == ["stream"]
 
 
-@pytest.mark.skipif(not LIVE_STATUS, reason="the service's event stream and long-polling land with issue 12")
 def test_the_services_long_poll_answers_on_the_change(stack: Stack, page: Page, parent_site: Site):
     session, _ = created(stack)
     page.goto(harness(parent_site))
