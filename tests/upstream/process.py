@@ -1,7 +1,7 @@
 """The sandbox as its own process, for the tests that drive it over HTTP with the official SDK.
 
-`python -m sandbox` on a free port, and small helpers for Belvo's answers; used by tests/test_sandbox.py
-and tests/test_sandbox_links.py.
+`python -m sandbox` on a free port, and small helpers for Belvo's answers; the tests in tests/upstream/
+get one through their conftest.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = ("test-secret-id", "test-secret-password")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 

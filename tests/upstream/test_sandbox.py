@@ -1,14 +1,13 @@
 """The sandbox over real HTTP: a subprocess, driven by the official SDK and by plain requests.
 
 Its Belvo side: institutions and credentials, the MFA pause and resume, data calls, faults and its
-control API. The link routes (list, update) and the webhooks it sends: tests/test_sandbox_links.py.
+control API. The link routes (list, update) and the webhooks it sends: tests/upstream/test_sandbox_links.py.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,26 +16,7 @@ from belvo.client import Client
 from belvo.enums import AccessMode
 from belvo.exceptions import BelvoAPIException, RequestError
 
-from tests.sandbox_process import HEX32, SECRET, outcome, running_sandbox
-
-
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    secrets = {"SANDBOX_SECRET_ID": SECRET[0], "SANDBOX_SECRET_PASSWORD": SECRET[1]}
-    with running_sandbox(tmp_path_factory.mktemp("sandbox"), env=secrets) as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def fresh(base_url: str) -> None:
-    requests.post(f"{base_url}/_sandbox/reset", timeout=5).raise_for_status()
-
-
-@pytest.fixture
-def client(base_url: str):
-    sdk = Client(*SECRET, base_url)
-    yield sdk
-    sdk.session.session.close()
+from tests.upstream.process import HEX32, SECRET, outcome, running_sandbox
 
 
 @pytest.fixture

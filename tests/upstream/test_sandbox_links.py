@@ -5,7 +5,6 @@ webhooks it sends on request."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -13,26 +12,7 @@ from belvo.client import Client
 from belvo.exceptions import RequestError
 
 from tests.receiver import receiving
-from tests.sandbox_process import HEX32, SECRET, outcome, running_sandbox
-
-
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    secrets = {"SANDBOX_SECRET_ID": SECRET[0], "SANDBOX_SECRET_PASSWORD": SECRET[1]}
-    with running_sandbox(tmp_path_factory.mktemp("sandbox"), env=secrets) as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def fresh(base_url: str) -> None:
-    requests.post(f"{base_url}/_sandbox/reset", timeout=5).raise_for_status()
-
-
-@pytest.fixture
-def client(base_url: str):
-    sdk = Client(*SECRET, base_url)
-    yield sdk
-    sdk.session.session.close()
+from tests.upstream.process import HEX32, SECRET, outcome
 
 
 @pytest.fixture
