@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.schemas import SessionOut
 from mfa.lookups import CURSOR_PATTERN
@@ -18,6 +18,8 @@ PageCursor = Annotated[
 class EventsQuery(BaseModel):
     """`GET /v1/events`."""
 
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter (a typo, an empty name) is a 422
+
     status: Literal["pending", "delivered", "failed"] = Field(
         description="failed: a destination refused it or its retries are spent; pending: on its way"
     )
@@ -27,6 +29,8 @@ class EventsQuery(BaseModel):
 
 class SessionsQuery(BaseModel):
     """`GET /v1/sessions`: sessions by the backend's own reference."""
+
+    model_config = ConfigDict(extra="forbid")
 
     external_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     limit: Limit = 20

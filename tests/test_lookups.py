@@ -79,4 +79,8 @@ def test_the_look_up_is_for_api_keys_and_checks_its_parameters(api, sandbox):
     assert api.request("GET", "/v1/sessions").status_code == 422
     for bad in ({"limit": 0}, {"limit": 101}, {"cursor": "not-a-cursor"}, {"external_ref": ""}):
         assert by_ref(api, "r-3", **bad).status_code == 422
+    # A parameter the route does not know, a typo or one with no name, is refused rather than ignored.
+    for unknown in ({"limt": "5"}, {"": "null"}):
+        assert by_ref(api, "r-3", **unknown).status_code == 422
+    assert api.request("GET", "/v1/events", params={"status": "failed", "": "null"}).status_code == 422
     assert by_ref(api, "no-such-ref").json() == {"data": [], "next_cursor": None}
