@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, g, request
 from prometheus_client import REGISTRY, Counter, Histogram, Metric, multiprocess
@@ -53,34 +52,17 @@ def register_metrics(app: Flask, enabled: bool) -> None:
     if not enabled:
         return
 
-    @app.before_request
-    def _start() -> None:
-        g.metrics_started = time.perf_counter()
-
     @app.after_request
     def _count(resp: Response) -> Response:
         rule = request.url_rule
         route, method = (rule.rule if rule is not None else UNMATCHED), request.method
-        started = g.get("metrics_started")
+        started = g.get("started")  # set by the request-id hook (app/logs.py), which runs first
         if started is not None:
-            _child(HTTP_SECONDS, route, method).observe(time.perf_counter() - started)
-        _child(HTTP_REQUESTS, route, method, str(resp.status_code)).inc()
+            core.child(HTTP_SECONDS, route, method).observe(time.perf_counter() - started)
+        core.child(HTTP_REQUESTS, route, method, str(resp.status_code)).inc()
         if request.endpoint == TOKEN_ENDPOINT:
-            _child(TOKEN_SUBMISSIONS, _answer(resp)).inc()
+            core.child(TOKEN_SUBMISSIONS, _answer(resp)).inc()
         return resp
-
-
-_CHILDREN: dict[tuple[object, ...], Any] = {}
-
-
-def _child(family: Counter | Histogram, *labels: str) -> Any:
-    """`family.labels(*labels)`, remembered: every request asks for the same few, and labels() validates
-    and locks each time. The label values are bounded, so is this."""
-    key = (family, *labels)
-    found = _CHILDREN.get(key)
-    if found is None:
-        found = _CHILDREN[key] = family.labels(*labels)
-    return found
 
 
 def _answer(resp: Response) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -113,6 +113,17 @@ WEBHOOK_SECONDS = Histogram(
 )
 
 _enabled = True
+_CHILDREN: dict[tuple[object, ...], Any] = {}
+
+
+def child(family: Counter | Gauge | Histogram, *labels: str) -> Any:
+    """`family.labels(*labels)`, remembered: the same few are asked for on every request and every call,
+    and labels() validates and locks each time. Every label value is bounded, so this is too."""
+    key = (family, *labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = family.labels(*labels)
+    return found
 
 
 def enable(on: bool) -> None:
@@ -138,7 +149,7 @@ def status_class(status: int | None, failure: str | None = None) -> str:
 def session_created(status: str) -> None:
     """A session was stored in `status` (its first), which says where it came from."""
     if _enabled:
-        SESSIONS_CREATED.labels(ORIGINS.get(status, "other")).inc()
+        child(SESSIONS_CREATED, ORIGINS.get(status, "other")).inc()
 
 
 def session_closed(status: str, code: object, *, phase: str | None = None) -> None:
@@ -146,16 +157,16 @@ def session_closed(status: str, code: object, *, phase: str | None = None) -> No
     at expiry): `awaiting_token` if the user never answered, `calling` if our call had not been made."""
     if not _enabled:
         return
-    OUTCOMES.labels(status, bounded_code(code)).inc()
+    child(OUTCOMES, status, bounded_code(code)).inc()
     if status == "expired":
-        EXPIRIES.labels("awaiting_token" if phase == "awaiting_token" else "calling").inc()
+        child(EXPIRIES, "awaiting_token" if phase == "awaiting_token" else "calling").inc()
 
 
 def retry_scheduled(status: int | None) -> None:
     """An attempt ended in a way that is retried: no answer, 408/425/429 or a 5xx."""
     if _enabled:
         reason = "no_answer" if status is None else ("5xx" if status >= 500 else str(status))
-        RETRIES.labels(reason).inc()
+        child(RETRIES, reason).inc()
 
 
 def lease_recovered() -> None:
@@ -198,8 +209,8 @@ def upstream_call(operation: str, resource: str) -> Iterator[UpstreamCall]:
     finally:
         IN_FLIGHT.dec()
         if call.status is not None or call.failure is not None:
-            UPSTREAM_SECONDS.labels(operation, resource).observe(time.perf_counter() - started)
-            UPSTREAM_CALLS.labels(operation, resource, status_class(call.status, call.failure)).inc()
+            child(UPSTREAM_SECONDS, operation, resource).observe(time.perf_counter() - started)
+            child(UPSTREAM_CALLS, operation, resource, status_class(call.status, call.failure)).inc()
 
 
 def webhook_delivery(result: str, seconds: float) -> None:
@@ -208,5 +219,5 @@ def webhook_delivery(result: str, seconds: float) -> None:
     if not _enabled:
         return
     label = result if result in WEBHOOK_RESULTS else "failed"
-    WEBHOOK_DELIVERIES.labels(label).inc()
-    WEBHOOK_SECONDS.labels(label).observe(seconds)
+    child(WEBHOOK_DELIVERIES, label).inc()
+    child(WEBHOOK_SECONDS, label).observe(seconds)
