@@ -27,6 +27,7 @@ from bench.report import Run, write_all
 from bench.slow import measure_slow_clients
 from bench.stack import WEB_CONNECTIONS, WEB_WORKERS, running, service_env
 from bench.streams import measure_streams
+from bench.telemetry import MIN_ROUNDS as TELEMETRY_MIN_ROUNDS
 from bench.telemetry import measure_telemetry
 from bench.throughput import measure_throughput
 from bench.webhooks import measure_webhooks
@@ -37,7 +38,7 @@ PHASES = ("http", "slow", "streams", "dispatch", "throughput", "memory", "webhoo
 
 @dataclass(frozen=True)
 class Plan:
-    """How long and how many: the full run stays under ~15 minutes on 2 cores."""
+    """How long and how many: the full run stays under ~20 minutes on 2 cores."""
 
     seconds: float = 10
     conns: int = 32
@@ -188,6 +189,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
         "seconds": plan.seconds,
         "rounds": plan.rounds,
         "dispatch_samples": plan.dispatch_samples,
+        "telemetry_rounds": max(TELEMETRY_MIN_ROUNDS, plan.rounds),
     }
     _phase(f"report ({scratch} holds logs, wrk output and profiles)", started)
     write_all(result, out_dir)

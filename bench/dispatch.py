@@ -94,3 +94,34 @@ def measure_dispatch(
         http.close()
         redis.close()
         stack.stop(*workers, web)
+
+
+def measure_dispatch_sides(
+    stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: int, sides: Mapping[str, Mapping[str, str]]
+) -> dict[str, list[float]]:
+    """Dispatch latency of the service in several configurations at once: a web and a worker per side,
+    each side on a resume queue of its own, with samples alternating between the sides one at a time
+    (so a drift in machine load reaches every side alike). `sides`: settings over the defaults."""
+    base = service_env(redis_proc.url, sandbox.url)
+    requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
+    procs, webs = [], {}
+    redis = Redis.from_url(redis_proc.url)
+    http = requests.Session()
+    try:
+        for side, over in sides.items():
+            env = {**base, **over, "RESUME_QUEUE": f"bench-dispatch-{side}"}
+            webs[side] = stack.gunicorn("app:create_app()", env, f"web-dispatch-{side}")
+            procs += [webs[side], *stack.workers(1, env)]
+        found: dict[str, list[float]] = {side: [] for side in sides}
+        order = list(sides)
+        for n in range(samples + 3):
+            for side in order[n % len(order) :] + order[: n % len(order)]:
+                ms = service_sample(http, webs[side].url, sandbox.url, redis)
+                time.sleep(PAUSE_BETWEEN)
+                if n >= 3:  # the first few pay for first connections and imports
+                    found[side].append(ms)
+        return found
+    finally:
+        http.close()
+        redis.close()
+        stack.stop(*procs)

@@ -378,13 +378,15 @@ def stream_figures(r: StreamResult) -> list[Figure]:
 
 
 def telemetry_figures(result: TelemetryResult) -> list[Figure]:
-    """Each API figure and dispatch p50 with metrics and JSON logs on, beside the same with them off."""
+    """Each API figure and dispatch p50 with metrics and JSON logs on, beside the same with them off (the
+    lines as text, nothing counted); and beside the service with no line per request at all (report)."""
     out = []
     for pair in result.pairs:
-        route, ratio = ROUTES[pair.figure], pair.rps("on") / pair.rps("off")
+        route, rounds = ROUTES[pair.figure], len(pair.rounds)
+        ratio = pair.rps_ratio("on", "off")
         out.append(
             Figure(
-                f"{route} requests/s, metrics and JSON logs on",
+                f"{route} requests/s, metrics and JSON logs on (median of {rounds} paired rounds)",
                 _r(pair.rps("on"), 0),
                 "req/s",
                 _r(pair.rps("off"), 0),
@@ -393,19 +395,16 @@ def telemetry_figures(result: TelemetryResult) -> list[Figure]:
                 ratio >= TELEMETRY_TARGET,
             )
         )
-        cpu_on, cpu_off = pair.cpu_ms("on"), pair.cpu_ms("off")
-        out.append(
-            Figure(
-                f"{route} server CPU per request, metrics and JSON logs on",
-                _r(cpu_on, 3),
-                "ms",
-                _r(cpu_off, 3),
-                _r(cpu_on / cpu_off),
-                "report",
-                None,
-            )
-        )
-    on, off = (percentile(result.dispatch[side].service_ms, 50) for side in ("on", "off"))
+        cpu = f"{route} server CPU per request"
+        bare = "the defaults against no line per request and no metrics"
+        for name, against, value, base, unit, digits in (
+            (f"{cpu}, metrics and JSON logs on", "off", pair.cpu_ms, pair.cpu_ratio, "ms", 3),
+            (f"{route} requests/s, {bare}", "bare", pair.rps, pair.rps_ratio, "req/s", 0),
+            (f"{cpu}, {bare}", "bare", pair.cpu_ms, pair.cpu_ratio, "ms", 3),
+        ):
+            shown = (_r(value("on"), digits), unit, _r(value(against), digits), _r(base("on", against)))
+            out.append(Figure(name, *shown, "report", None))
+    on, off = (percentile(result.dispatch[side], 50) for side in ("on", "off"))
     out.append(
         Figure(
             "dispatch latency p50, metrics and JSON logs on",

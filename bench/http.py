@@ -7,6 +7,7 @@ just accumulate in their queues: the figure is the web tier's alone.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -124,32 +125,43 @@ class HttpBench:
 
     def run(self, figure: str, side: str, label: str) -> LoadResult:
         """One bounded wrk run; any error answer or socket error fails the benchmark."""
+        return self.prepare(figure, side, label)()
+
+    def prepare(
+        self, figure: str, side: str, label: str, conns: int | None = None, fresh_rps: int = MAX_TOKEN_RPS
+    ) -> Callable[[], LoadResult]:
+        """What `run` does, in two parts: the sessions the run needs are made now, and the wrk run itself
+        is returned to be started later (so that runs made ready one by one can start together)."""
         route, proc = ROUTES[figure], self.procs[side]
         service = side != "baseline"  # every other side is the service, in some configuration
         ids_file, once = (self.read_ids, False) if route.ids == "read" else (None, False)
         fresh: list[str] = []
         if route.ids == "fresh" and service:
-            fresh = seed_sessions(self.redis, int(MAX_TOKEN_RPS * self.seconds))
+            fresh = seed_sessions(self.redis, int(fresh_rps * self.seconds))
             ids_file, once = write_ids(fresh, self.out / f"{figure}-{side}-{label}-ids.txt"), True
-        result = run_wrk(
-            proc.url,
-            name=f"{figure}-{side}-{label}",
-            out_dir=self.out,
-            seconds=self.seconds,
-            conns=self.conns,
-            method=route.method,
-            path=route.service_path if service else route.baseline_path,
-            ids_file=ids_file,
-            once=once,
-            body=route.body,
-            auth=route.auth if service else "",
-            server_pid=proc.popen.pid,
-        )
-        if result.failed:
-            raise RuntimeError(f"{result.name}: errors {result.errors}; see {self.out}")
-        if fresh and result.requests > len(fresh):
-            raise RuntimeError(f"{result.name} outran its {len(fresh)} sessions: raise MAX_TOKEN_RPS")
-        return result
+
+        def start() -> LoadResult:
+            result = run_wrk(
+                proc.url,
+                name=f"{figure}-{side}-{label}",
+                out_dir=self.out,
+                seconds=self.seconds,
+                conns=conns or self.conns,
+                method=route.method,
+                path=route.service_path if service else route.baseline_path,
+                ids_file=ids_file,
+                once=once,
+                body=route.body,
+                auth=route.auth if service else "",
+                server_pid=proc.popen.pid,
+            )
+            if result.failed:
+                raise RuntimeError(f"{result.name}: errors {result.errors}; see {self.out}")
+            if fresh and result.requests > len(fresh):
+                raise RuntimeError(f"{result.name} outran its {len(fresh)} sessions: raise MAX_TOKEN_RPS")
+            return result
+
+        return start
 
 
 def measure_http(

@@ -34,12 +34,20 @@ HOW = """\
   machine clock). Baseline: `bench.noop.noop` enqueued on a queue of its own served by a second
   `python -m worker` (the same worker class); the clock runs from
   `enqueue()` returning to the time the job records on its first line.
-- **Metrics and JSON logs, on against off** (`--only telemetry`). Two gunicorns of the service on one
+- **Metrics and JSON logs, on against off** (`--only telemetry`). Three gunicorns of the service on one
   Redis, with the HTTP figures' settings: *on* with `METRICS_ENABLED=true`, `LOG_FORMAT=json`,
-  `WEB_ACCESS_LOG=1` (the defaults: counters in `PROMETHEUS_MULTIPROC_DIR`, a JSON line per request),
-  *off* with `METRICS_ENABLED=false`, `LOG_FORMAT=text`, `WEB_ACCESS_LOG=0`; the HTTP figures' wrk
-  load and rounds, alternating sides. Then the dispatch samples with web and worker off, then on.
-  Tracing is off in both, as by default. Target: on >= 0.95x off.
+  `WEB_ACCESS_LOG=1` (the defaults: counters in `PROMETHEUS_MULTIPROC_DIR`, a JSON line per request);
+  *off* with `METRICS_ENABLED=false`, `LOG_FORMAT=text`, `WEB_ACCESS_LOG=1` (nothing counted, the same
+  lines as text, as before the service had metrics: gunicorn's access log wrote a text line per
+  request); *bare* with `METRICS_ENABLED=false`, `LOG_FORMAT=text`, `WEB_ACCESS_LOG=0` (no line per
+  request), reported beside so the line's own cost is known. Each round loads the three at the same
+  time, each with a wrk of its own at half the HTTP figures' connections, so a drift in machine load hits
+  all three alike; run one after another, one server's CPU per request moved 10-30% between 10 s rounds.
+  {telemetry_rounds} rounds per figure; a figure's ratio is the median over the rounds of the round's
+  ratio, and its value and baseline are each side's own median (so the ratio need not be their quotient).
+  Dispatch latency: a web and a worker per side (on, off), each on a resume queue of its own, the
+  dispatch samples alternating between them one at a time. Tracing is off in all, as by default.
+  Target: on >= 0.95x off.
 - **Resume throughput.** Sandbox `latency_ms=2000`: every call takes 2 s. Setups: one `python -m worker`
   at `WORKER_CONCURRENCY` = 1, 8, 32 and 128 (ideal: concurrency / 2 s), then today's model, N processes
   at concurrency 1 for N = 8, 32 and 128 (ideal: N / 2 s). Each setup gets 256 sessions, or 16 rounds of

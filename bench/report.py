@@ -212,7 +212,7 @@ def write_markdown(run: Run, path: Path) -> str:
         "differ by 20% between rounds; server CPU per request (in the table and under each miss) is the "
         "steadier comparison.",
         "",
-        "Run it: `make bench` (full, about 15 min), `make bench BENCH_ARGS=--quick` (about 4 min), or",
+        "Run it: `make bench` (full, about 20 min), `make bench BENCH_ARGS=--quick` (about 4 min), or",
         "`python -m bench --only http,dispatch,throughput,memory` (a subset, written to bench/out/partial/).",
         "Logs, wrk summaries and py-spy stacks of each run stay in bench/out/run-*/.",
         "",

@@ -1,46 +1,67 @@
 """What operating it costs: the API figures and dispatch latency with metrics and JSON logs on, against
 the same service with them off, in one run.
 
-  on:  METRICS_ENABLED=true, LOG_FORMAT=json, WEB_ACCESS_LOG=1 (the defaults: a JSON line per request,
-       counters in PROMETHEUS_MULTIPROC_DIR, a line per Belvo answer in the worker)
-  off: METRICS_ENABLED=false, LOG_FORMAT=text, WEB_ACCESS_LOG=0 (no counting, no line per request)
+  on:   METRICS_ENABLED=true, LOG_FORMAT=json, WEB_ACCESS_LOG=1: the defaults (counters in
+        PROMETHEUS_MULTIPROC_DIR, a JSON line per request, a line per Belvo answer in the worker)
+  off:  METRICS_ENABLED=false, LOG_FORMAT=text, WEB_ACCESS_LOG=1: nothing counted, the same lines as text
+        (as the service logged before: gunicorn's access log wrote a text line per request)
+  bare: METRICS_ENABLED=false, LOG_FORMAT=text, WEB_ACCESS_LOG=0: not even a line per request; reported
+        beside, so the line's own cost is known (README, Operating it: WEB_ACCESS_LOG)
 
-Both gunicorns serve from the same Redis, alternating round by round like the HTTP phase; tracing stays
-off in both (it is off unless OTEL_* asks for it). Dispatch runs its idle-system samples with the web and
-the worker in each configuration, one after the other.
+The three gunicorns serve from the same Redis and are loaded *at the same time*, each by a wrk of its
+own with half the HTTP figures' connections: whatever else this shared 2-core machine does in a round
+slows all three alike, so each round's ratios are paired. Run one after another, the same server's CPU
+per request moved by 10-30% from one 10 s round to the next, more than the 5% to be judged. A figure is
+the median over the rounds of that round's ratio. Tracing stays off (it is off unless OTEL_* asks for
+it). Dispatch latency: a web and a worker per side (on, off), samples alternating between them.
 """
 
 from __future__ import annotations
 
+import statistics
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from bench.dispatch import DispatchResult, measure_dispatch
+from bench.dispatch import measure_dispatch_sides
 from bench.http import ROUTES, HttpBench
 from bench.load import LoadResult
 from bench.stack import Stack
 from devstack.processes import Proc
 
 ON = {"METRICS_ENABLED": "true", "LOG_FORMAT": "json", "WEB_ACCESS_LOG": "1"}
-OFF = {"METRICS_ENABLED": "false", "LOG_FORMAT": "text", "WEB_ACCESS_LOG": "0"}
-SIDES = ("on", "off")
+OFF = {"METRICS_ENABLED": "false", "LOG_FORMAT": "text", "WEB_ACCESS_LOG": "1"}
+BARE = {"METRICS_ENABLED": "false", "LOG_FORMAT": "text", "WEB_ACCESS_LOG": "0"}
+CONFIGS = {"on": ON, "off": OFF, "bare": BARE}
+SIDES = tuple(CONFIGS)
 TARGET = 0.95  # on over off, for requests/s; off over on for latency
+MIN_ROUNDS = 7
+# Sessions made for each token run: three servers share the machine, so each answers a third or so of
+# what one alone does (bench.http.MAX_TOKEN_RPS); a run that outran them would fail, not mislead.
+SHARED_MAX_TOKEN_RPS = 1200
 
 
 @dataclass
 class TelemetryPair:
-    """One API figure, every round of each side."""
+    """One API figure: per round, the three sides' runs, made at the same time."""
 
     figure: str
-    runs: dict[str, list[LoadResult]] = field(default_factory=lambda: {side: [] for side in SIDES})
+    rounds: list[dict[str, LoadResult]] = field(default_factory=list)
 
     def rps(self, side: str) -> float:
-        return max(r.rps for r in self.runs[side])
+        return statistics.median(r[side].rps for r in self.rounds)
 
     def cpu_ms(self, side: str) -> float:
-        return min(r.cpu_ms_per_request for r in self.runs[side])
+        return statistics.median(r[side].cpu_ms_per_request for r in self.rounds)
 
-    def p99(self, side: str) -> float:
-        return min(r.percentile(99) for r in self.runs[side])
+    def rps_ratio(self, side: str, against: str) -> float:
+        """Median over the rounds of `side`'s req/s over `against`'s in the same round."""
+        return statistics.median(r[side].rps / r[against].rps for r in self.rounds)
+
+    def cpu_ratio(self, side: str, against: str) -> float:
+        """Median over the rounds of `side`'s server CPU per request over `against`'s in the same round."""
+        return statistics.median(
+            r[side].cpu_ms_per_request / r[against].cpu_ms_per_request for r in self.rounds
+        )
 
 
 @dataclass
@@ -48,45 +69,56 @@ class TelemetryResult:
     """The API pairs, and dispatch latency with each configuration."""
 
     pairs: list[TelemetryPair]
-    dispatch: dict[str, DispatchResult]
+    dispatch: dict[str, list[float]]  # dispatch latency samples (ms), by side
 
 
-class _OnOff(HttpBench):
-    """HttpBench's seeding and wrk runs, with the service twice (on and off) in place of the baseline."""
+class _Sides(HttpBench):
+    """HttpBench's seeding and wrk runs, with the service three times (on, off, bare) in place of the
+    baseline."""
 
     def _servers(self, stack: Stack, env: dict[str, str]) -> dict[str, Proc]:
         return {
-            "on": stack.gunicorn("app:create_app()", {**env, **ON}, "web-telemetry-on"),
-            "off": stack.gunicorn("app:create_app()", {**env, **OFF}, "web-telemetry-off"),
+            side: stack.gunicorn("app:create_app()", {**env, **over}, f"web-telemetry-{side}")
+            for side, over in CONFIGS.items()
         }
 
 
 def measure_telemetry(
     stack: Stack, redis: Proc, sandbox: Proc, *, seconds: float, conns: int, rounds: int, samples: int
 ) -> TelemetryResult:
-    """Every API figure, `rounds` rounds (at least two) per side in rotating order; then dispatch, off
-    then on."""
-    bench = _OnOff(stack, redis.url, sandbox.url, seconds, conns)
+    """Every API figure, `rounds` rounds (at least MIN_ROUNDS) of the three sides loaded together; then
+    dispatch latency, on and off alternating."""
+    bench = _Sides(stack, redis.url, sandbox.url, seconds, conns)
     pairs = []
     try:
-        for figure in ROUTES:
-            pair = TelemetryPair(figure)
-            # Two rounds at least, so each side goes first once: the first run of a figure pays for
-            # what its server does lazily (connections, labelled children), which would bias a ratio.
-            for i in range(max(2, rounds)):
-                for side in SIDES[i % 2 :] + SIDES[: i % 2]:
-                    result = bench.run(figure, side, f"telemetry-{i}")
-                    pair.runs[side].append(result)
+        with ThreadPoolExecutor(len(SIDES)) as pool:
+            for figure in ROUTES:
+                pair = TelemetryPair(figure)
+                for i in range(max(MIN_ROUNDS, rounds)):
+                    # Sessions first (a token run needs fresh ones), then the three wrk runs at once.
+                    ready = {
+                        s: bench.prepare(
+                            figure,
+                            s,
+                            f"telemetry-{i}",
+                            conns=max(1, conns // 2),
+                            fresh_rps=SHARED_MAX_TOKEN_RPS,
+                        )
+                        for s in SIDES
+                    }
+                    running = {side: pool.submit(start) for side, start in ready.items()}
+                    pair.rounds.append({side: job.result() for side, job in running.items()})
                     print(
-                        f"  {figure} {side}: {result.rps:,.0f} req/s, p99 {result.percentile(99):.1f} ms, "
-                        f"{result.cpu_ms_per_request:.2f} ms server CPU/request"
+                        f"  {figure} round {i}: "
+                        + ", ".join(
+                            f"{side} {r.rps:,.0f} req/s {r.cpu_ms_per_request:.3f} ms CPU/req"
+                            for side, r in pair.rounds[-1].items()
+                        )
                     )
-            pairs.append(pair)
+                pairs.append(pair)
     finally:
         stack.stop(*bench.procs.values())
         bench.redis.flushdb()
         bench.redis.close()
-    dispatch = {}
-    for side, env in (("off", OFF), ("on", ON)):
-        dispatch[side] = measure_dispatch(stack, redis, sandbox, samples=samples, env_over=env)
+    dispatch = measure_dispatch_sides(stack, redis, sandbox, samples=samples, sides={"on": ON, "off": OFF})
     return TelemetryResult(pairs, dispatch)
