@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -21,7 +21,7 @@ def register_request_id(app: Flask, access_log: bool = True) -> None:
     @app.before_request
     def _assign() -> None:
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if logs.REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = given if logs.REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
         g.log_binding = logs.bind(request_id=g.request_id)
         g.started = time.perf_counter()
 

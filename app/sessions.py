@@ -88,6 +88,8 @@ def read_session(session_id: str) -> Response:
 
 def long_poll(session: MfaSession) -> MfaSession:
     """The session as the request's `wait`/`after` ask for it (mfa/live.py); at once without `wait`."""
+    if not request.query_string:  # the common read asks for nothing: no query to parse
+        return session
     try:
         query = LongPollQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
