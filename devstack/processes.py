@@ -131,9 +131,11 @@ def spawn(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     withheld: frozenset[str] = frozenset(),
+    cwd: Path = ROOT,
 ) -> Proc:
-    """Start `argv` in its own process group, output to log_dir/name.log; `withheld` names variables
-    the process must not get, whether from `env` or from this process's own environment."""
+    """Start `argv` in `cwd` (the repository) in its own process group, output to log_dir/name.log;
+    `withheld` names variables the process must not get, whether from `env` or from this process's own
+    environment."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -141,7 +143,7 @@ def spawn(
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
