@@ -48,13 +48,22 @@ _SEED = (
 class Side:
     """One commit's server on a Redis of its own, and how to seed it."""
 
-    def __init__(self, stack: Stack, name: str, tree: Path, seconds: float, conns: int) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        name: str,
+        tree: Path,
+        seconds: float,
+        conns: int,
+        over: dict[str, str] | None = None,
+    ) -> None:
         self.name, self.tree, self.seconds, self.conns = name, tree, seconds, conns
         self.out = stack.root / "wrk"
         self.redis = stack.redis(f"redis-{name}", aof=True)  # as the HTTP phase runs it
         raw = self._python(_ENV, self.redis.url, "http://127.0.0.1:9")  # no worker runs: Belvo is not called
         env = {
             **json.loads(raw),
+            **(over or {}),
             "WEB_CONCURRENCY": str(WEB_WORKERS),
             "WEB_CONNECTIONS": str(WEB_CONNECTIONS),
             "PORT": str(free_port()),
@@ -123,7 +132,9 @@ class Side:
         return start
 
 
-def compare(rev: str, rounds: int, seconds: float, conns: int) -> str:
+def compare(
+    rev: str, rounds: int, seconds: float, conns: int, figures: tuple[str, ...], after_env: dict[str, str]
+) -> str:
     """Every HTTP figure, `rounds` paired rounds; the report as Markdown."""
     scratch = HERE / "out" / time.strftime(f"versus-%Y%m%d-%H%M%S-{rev}")
     tree = scratch / "tree"
@@ -132,10 +143,10 @@ def compare(rev: str, rounds: int, seconds: float, conns: int) -> str:
         with running(scratch) as stack:
             sides = {
                 "before": Side(stack, "before", tree, seconds, conns),
-                "after": Side(stack, "after", ROOT, seconds, conns),
+                "after": Side(stack, "after", ROOT, seconds, conns, after_env),
             }
             results: dict[str, list[dict[str, LoadResult]]] = {}
-            for figure in ROUTES:
+            for figure in figures:
                 results[figure] = []
                 for i in range(rounds):
                     order = SIDES if i % 2 == 0 else SIDES[::-1]
@@ -150,10 +161,16 @@ def compare(rev: str, rounds: int, seconds: float, conns: int) -> str:
                     )
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
-    return report(rev, results, seconds, conns)
+    return report(rev, results, seconds, conns, after_env)
 
 
-def report(rev: str, results: dict[str, list[dict[str, LoadResult]]], seconds: float, conns: int) -> str:
+def report(
+    rev: str,
+    results: dict[str, list[dict[str, LoadResult]]],
+    seconds: float,
+    conns: int,
+    after_env: dict[str, str],
+) -> str:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     lines = [
         f"# HTTP figures: {rev} (before) against {head.stdout.strip()} (after), paired rounds",
@@ -161,7 +178,12 @@ def report(rev: str, results: dict[str, list[dict[str, LoadResult]]], seconds: f
         f"`python -m bench.versus {rev}`: {len(next(iter(results.values())))} paired rounds of {seconds:g} s "
         f"per figure, `wrk -c{conns}`, the sides back to back in alternating order. Ratios are after over "
         "before, median over the rounds of each round's ratio; the req/s and CPU columns are each side's own "
-        "median.",
+        "median."
+        + (
+            f" The after side ran with {', '.join(f'`{k}={v}`' for k, v in after_env.items())}."
+            if after_env
+            else ""
+        ),
         "",
         "| route | req/s before | req/s after | req/s after/before | CPU/request before | CPU/request after "
         "| CPU after/before |",
@@ -194,9 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--conns", type=int, default=32, help="wrk connections (the HTTP phase's)")
+    parser.add_argument(
+        "--only", default=",".join(ROUTES), help=f"comma-separated subset of {','.join(ROUTES)}"
+    )
+    parser.add_argument(
+        "--after-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the after side's web",
+    )
     args = parser.parse_args(argv)
+    after_env = dict(item.split("=", 1) for item in args.after_env)
     ensure_wrk()
-    text = compare(args.rev, args.rounds, args.seconds, args.conns)
+    text = compare(args.rev, args.rounds, args.seconds, args.conns, tuple(args.only.split(",")), after_env)
     out = HERE / "out" / f"versus-{args.rev}.md"
     out.write_text(text)
     print(text)
