@@ -115,8 +115,10 @@ request-id hook and the metrics counters: no single hot spot. The 0.9x target wa
 ran on gthread workers, where the baseline's request cost about 0.85 ms of server CPU; on gevent the
 bare baseline costs about 0.6 ms while the service's GET costs what it did on gthread (about 0.95 ms,
 commit 5a5424a against this one, back to back on this machine), so the ratio now measures the route's
-own work against an almost empty one. Left: the six constant security headers as the defaults of a
-`Response` subclass instead of an `after_request` loop (about 0.04 ms).""",
+own work against an almost empty one. Changed: the security headers are added in one pass over the
+answer's headers (a `setdefault` each scanned them and raised inside: 22 to 6 us in isolation), a read
+without a query string skips parsing one, and a fresh request id comes from `secrets.token_hex` (3.3 to
+0.7 us); `python -m bench.versus 5a5424a` sets this GET against that commit's, on its gthread workers.""",
     "token": """\
 **What the gap is, and what stays.** Four Redis round trips where the baseline makes one: the
 principal's `HGETALL` (to authorize the request and to answer it), then `WATCH`, an `HMGET` of status and
@@ -126,14 +128,16 @@ RQ's enqueue cannot run inside Lua, and a script followed by a separate enqueue 
 between the two. Under gevent a round trip costs more server CPU than on threads: before each use of a
 pooled connection redis-py checks it for stray bytes with `poll`, which gevent makes cooperative (about
 0.035 ms a check, `ConnectionPool.get_connection` in the tables), and every socket call goes through the
-event loop. Left: authorizing from a read made under `WATCH` (route and store sharing one pipeline)
-would save one round trip, about 0.2 ms.""",
+event loop. The token is sealed to the worker's public key first (a PyNaCl sealed box, about 0.07 ms
+in isolation). Left: authorizing from a read made under `WATCH` (route and store sharing one pipeline)
+would save one round trip, about 0.2 ms, but only with the rate limits off: with them on, the limiter
+reads the principal before the view runs.""",
     "create": """\
 **What the gap is, and what stays.** The baseline stores two fields without reading the request body.
 The service reads and validates the 428 body (`read_json`, `parse_body`: pydantic), compares the API
 key, draws and hashes a client secret, runs one script that writes the hash, the Belvo-session index,
 the expiry entry and the change-feed event (the largest single part, about 0.25 ms), and answers with
-the session as JSON. Left: the security headers, as for GET.""",
+the session as JSON. The security headers now cost what they do for GET, above.""",
     "worker": """\
 **What changed, and what is left.** A worker process now runs up to `WORKER_CONCURRENCY` jobs at once in
 pooled threads (worker/resume_worker.py), so throughput follows calls in flight / Belvo's latency
