@@ -22,12 +22,12 @@ from bench.http import measure_http
 from bench.load import BenchSetupError, ensure_wrk
 from bench.machine import machine_info
 from bench.memory import measure_memory
+from bench.paired import MIN_ROUNDS as PAIRED_MIN_ROUNDS
 from bench.profile import PY_SPY
 from bench.report import Run, write_all
 from bench.slow import measure_slow_clients
 from bench.stack import WEB_CONNECTIONS, WEB_WORKERS, running, service_env
 from bench.streams import measure_streams
-from bench.telemetry import MIN_ROUNDS as TELEMETRY_MIN_ROUNDS
 from bench.telemetry import measure_telemetry
 from bench.throughput import measure_throughput
 from bench.webhooks import measure_webhooks
@@ -189,7 +189,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
         "seconds": plan.seconds,
         "rounds": plan.rounds,
         "dispatch_samples": plan.dispatch_samples,
-        "telemetry_rounds": max(TELEMETRY_MIN_ROUNDS, plan.rounds),
+        "telemetry_rounds": max(PAIRED_MIN_ROUNDS, plan.rounds),  # and the webhooks phase's
     }
     _phase(f"report ({scratch} holds logs, wrk output and profiles)", started)
     write_all(result, out_dir)

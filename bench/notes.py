@@ -48,6 +48,11 @@ HOW = """\
   Dispatch latency: a web and a worker per side (on, off), each on a resume queue of its own, the
   dispatch samples alternating between them one at a time. Tracing is off in all, as by default.
   Target: on >= 0.95x off.
+- **Webhooks on against off** (`--only webhooks`). Two gunicorns and two workers, *off* (no destination)
+  and *on* (`WEBHOOK_URL` at a receiver on loopback), each on a resume queue of its own. Create
+  throughput: {telemetry_rounds} paired rounds in which both are loaded at the same time, half the
+  connections each, no worker running (the events wait in the outbox); figures as for the telemetry
+  rows. Dispatch: samples alternating between the two. Memory: a Redis of its own per side.
 - **Resume throughput.** Sandbox `latency_ms=2000`: every call takes 2 s. Setups: one `python -m worker`
   at `WORKER_CONCURRENCY` = 1, 8, 32 and 128 (ideal: concurrency / 2 s), then today's model, N processes
   at concurrency 1 for N = 8, 32 and 128 (ideal: N / 2 s). Each setup gets 256 sessions, or 16 rounds of

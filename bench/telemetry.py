@@ -10,21 +10,19 @@ the same service with them off, in one run.
 
 The three gunicorns serve from the same Redis and are loaded *at the same time*, each by a wrk of its
 own with half the HTTP figures' connections: whatever else this shared 2-core machine does in a round
-slows all three alike, so each round's ratios are paired. Run one after another, the same server's CPU
-per request moved by 10-30% from one 10 s round to the next, more than the 5% to be judged. A figure is
-the median over the rounds of that round's ratio. Tracing stays off (it is off unless OTEL_* asks for
-it). Dispatch latency: a web and a worker per side (on, off), samples alternating between them.
+slows all three alike, so each round's ratios are paired (bench/paired.py). A figure is the median over
+the rounds of that round's ratio. Tracing stays off (it is off unless OTEL_* asks for it). Dispatch
+latency: a web and a worker per side (on, off), samples alternating between them.
 """
 
 from __future__ import annotations
 
-import statistics
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from bench import paired
 from bench.dispatch import measure_dispatch_sides
 from bench.http import ROUTES, HttpBench
-from bench.load import LoadResult
+from bench.paired import MIN_ROUNDS, Round
 from bench.stack import Stack
 from devstack.processes import Proc
 
@@ -34,7 +32,6 @@ BARE = {"METRICS_ENABLED": "false", "LOG_FORMAT": "text", "WEB_ACCESS_LOG": "0"}
 CONFIGS = {"on": ON, "off": OFF, "bare": BARE}
 SIDES = tuple(CONFIGS)
 TARGET = 0.95  # on over off, for requests/s; off over on for latency
-MIN_ROUNDS = 7
 # Sessions made for each token run: three servers share the machine, so each answers a third or so of
 # what one alone does (bench.http.MAX_TOKEN_RPS); a run that outran them would fail, not mislead.
 SHARED_MAX_TOKEN_RPS = 1200
@@ -45,23 +42,21 @@ class TelemetryPair:
     """One API figure: per round, the three sides' runs, made at the same time."""
 
     figure: str
-    rounds: list[dict[str, LoadResult]] = field(default_factory=list)
+    rounds: list[Round] = field(default_factory=list)
 
     def rps(self, side: str) -> float:
-        return statistics.median(r[side].rps for r in self.rounds)
+        return paired.median(self.rounds, side, paired.rps)
 
     def cpu_ms(self, side: str) -> float:
-        return statistics.median(r[side].cpu_ms_per_request for r in self.rounds)
+        return paired.median(self.rounds, side, paired.cpu_ms)
 
     def rps_ratio(self, side: str, against: str) -> float:
         """Median over the rounds of `side`'s req/s over `against`'s in the same round."""
-        return statistics.median(r[side].rps / r[against].rps for r in self.rounds)
+        return paired.median_ratio(self.rounds, side, against, paired.rps)
 
     def cpu_ratio(self, side: str, against: str) -> float:
         """Median over the rounds of `side`'s server CPU per request over `against`'s in the same round."""
-        return statistics.median(
-            r[side].cpu_ms_per_request / r[against].cpu_ms_per_request for r in self.rounds
-        )
+        return paired.median_ratio(self.rounds, side, against, paired.cpu_ms)
 
 
 @dataclass
@@ -91,31 +86,18 @@ def measure_telemetry(
     bench = _Sides(stack, redis.url, sandbox.url, seconds, conns)
     pairs = []
     try:
-        with ThreadPoolExecutor(len(SIDES)) as pool:
-            for figure in ROUTES:
-                pair = TelemetryPair(figure)
-                for i in range(max(MIN_ROUNDS, rounds)):
-                    # Sessions first (a token run needs fresh ones), then the three wrk runs at once.
-                    ready = {
-                        s: bench.prepare(
-                            figure,
-                            s,
-                            f"telemetry-{i}",
-                            conns=max(1, conns // 2),
-                            fresh_rps=SHARED_MAX_TOKEN_RPS,
-                        )
-                        for s in SIDES
-                    }
-                    running = {side: pool.submit(start) for side, start in ready.items()}
-                    pair.rounds.append({side: job.result() for side, job in running.items()})
-                    print(
-                        f"  {figure} round {i}: "
-                        + ", ".join(
-                            f"{side} {r.rps:,.0f} req/s {r.cpu_ms_per_request:.3f} ms CPU/req"
-                            for side, r in pair.rounds[-1].items()
-                        )
-                    )
-                pairs.append(pair)
+        for figure in ROUTES:
+            pair = TelemetryPair(figure)
+            for i in range(max(MIN_ROUNDS, rounds)):
+                # Sessions first (a token run needs fresh ones), then the three wrk runs at once.
+                half = max(1, conns // 2)
+                starts = {
+                    s: bench.prepare(figure, s, f"telemetry-{i}", conns=half, fresh_rps=SHARED_MAX_TOKEN_RPS)
+                    for s in SIDES
+                }
+                pair.rounds.append(paired.run_together(starts))
+                print(f"  {figure} round {i}: {paired.describe(pair.rounds[-1])}")
+            pairs.append(pair)
     finally:
         stack.stop(*bench.procs.values())
         bench.redis.flushdb()

@@ -5,22 +5,26 @@ Two services share the Redis and the sandbox: "off" (no destination: no event is
 the worker's threads while it resumes). Each has its own gunicorn, worker and resume queue.
 - Dispatch: token accepted (202) to PATCH received, samples alternating between the two, one at a time;
   the "on" worker delivers two webhooks per sample meanwhile (checked at the end).
-- Throughput: wrk on POST /v1/sessions, rounds alternating; no worker runs (the web tier's figure, as
-  in bench/http.py), so the "on" events wait in the outbox.
+- Throughput: wrk on POST /v1/sessions, both loaded at the same time in paired rounds (bench/paired.py,
+  half the connections each); no worker runs (the web tier's figure, as in bench/http.py), so the "on"
+  events wait in the outbox.
 - Memory: bytes per waiting session on a Redis of its own, with and without its pending event.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
 import requests
 from redis import Redis
 
+from bench import paired
 from bench.dispatch import service_sample
 from bench.http import CREATE_BODY
-from bench.load import LoadResult, run_wrk
+from bench.load import run_wrk
+from bench.paired import Round
 from bench.seed import seed_sessions
 from bench.stack import API_KEY, Stack, service_env
 from devstack.processes import PYTHON, Proc, spawn, wait_for
@@ -37,7 +41,7 @@ class WebhookBenchResult:
     """Latencies (ms) and wrk runs of each side, memory per session (bytes), deliveries counted."""
 
     dispatch_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SIDES})
-    create: dict[str, list[LoadResult]] = field(default_factory=lambda: {s: [] for s in SIDES})
+    create: list[Round] = field(default_factory=list)  # paired rounds of POST /v1/sessions
     memory_bytes: dict[str, float] = field(default_factory=dict)
     delivered: int = 0
 
@@ -95,24 +99,29 @@ def measure_webhooks(
     workers: list[Proc] = []
     try:
         out = stack.root / "wrk"
-        for i in range(rounds):
-            for side in SIDES[i % 2 :] + SIDES[: i % 2]:
-                run = run_wrk(
+        for i in range(max(paired.MIN_ROUNDS, rounds)):
+            starts = {
+                side: functools.partial(
+                    run_wrk,
                     webs[side].url,
                     name=f"webhooks-create-{side}-{i}",
                     out_dir=out,
                     seconds=seconds,
-                    conns=conns,
+                    conns=max(1, conns // 2),
                     method="POST",
                     path="/v1/sessions",
                     body=CREATE_BODY,
                     auth=f"Bearer {API_KEY}",
                     server_pid=webs[side].popen.pid,
                 )
+                for side in SIDES
+            }
+            found = paired.run_together(starts)
+            for run in found.values():
                 if run.failed:
                     raise RuntimeError(f"{run.name}: errors {run.errors}; see {out}")
-                result.create[side].append(run)
-                print(f"  create, webhooks {side}: {run.rps:,.0f} req/s, p99 {run.percentile(99):.1f} ms")
+            result.create.append(found)
+            print(f"  create round {i}: {paired.describe(found)}")
         redis.flushdb()  # the outbox holds thousands of events no receiver needs: the dispatch starts clean
         requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
         workers = [w for side in SIDES for w in stack.workers(1, envs[side])]
