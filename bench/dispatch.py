@@ -96,6 +96,22 @@ def measure_dispatch(
         stack.stop(*workers, web)
 
 
+def alternate_samples(
+    http: requests.Session, webs: Mapping[str, Proc], sandbox: str, redis: Redis, samples: int
+) -> dict[str, list[float]]:
+    """`samples` dispatch samples (ms) per side, one at a time, the sides taking turns to go first; `webs`:
+    each side's web, each with a worker of its own behind it."""
+    found: dict[str, list[float]] = {side: [] for side in webs}
+    order = list(webs)
+    for n in range(samples + 3):
+        for side in order[n % len(order) :] + order[: n % len(order)]:
+            ms = service_sample(http, webs[side].url, sandbox, redis)
+            time.sleep(PAUSE_BETWEEN)
+            if n >= 3:  # the first few pay for first connections and imports
+                found[side].append(ms)
+    return found
+
+
 def measure_dispatch_sides(
     stack: Stack, redis_proc: Proc, sandbox: Proc, *, samples: int, sides: Mapping[str, Mapping[str, str]]
 ) -> dict[str, list[float]]:
@@ -112,15 +128,7 @@ def measure_dispatch_sides(
             env = {**base, **over, "RESUME_QUEUE": f"bench-dispatch-{side}"}
             webs[side] = stack.gunicorn("app:create_app()", env, f"web-dispatch-{side}")
             procs += [webs[side], *stack.workers(1, env)]
-        found: dict[str, list[float]] = {side: [] for side in sides}
-        order = list(sides)
-        for n in range(samples + 3):
-            for side in order[n % len(order) :] + order[: n % len(order)]:
-                ms = service_sample(http, webs[side].url, sandbox.url, redis)
-                time.sleep(PAUSE_BETWEEN)
-                if n >= 3:  # the first few pay for first connections and imports
-                    found[side].append(ms)
-        return found
+        return alternate_samples(http, webs, sandbox.url, redis, samples)
     finally:
         http.close()
         redis.close()

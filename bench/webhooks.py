@@ -21,7 +21,7 @@ import requests
 from redis import Redis
 
 from bench import paired
-from bench.dispatch import service_sample
+from bench.dispatch import alternate_samples
 from bench.http import CREATE_BODY
 from bench.load import run_wrk
 from bench.paired import Round
@@ -125,12 +125,7 @@ def measure_webhooks(
         redis.flushdb()  # the outbox holds thousands of events no receiver needs: the dispatch starts clean
         requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
         workers = [w for side in SIDES for w in stack.workers(1, envs[side])]
-        for n in range(samples + 3):
-            for side in SIDES if n % 2 else SIDES[::-1]:
-                ms = service_sample(http, webs[side].url, sandbox.url, redis)
-                time.sleep(0.02)  # the worker back in its blocking dequeue: an idle system
-                if n >= 3:  # the first few pay for first connections and imports
-                    result.dispatch_ms[side].append(ms)
+        result.dispatch_ms = alternate_samples(http, webs, sandbox.url, redis, samples)
         expected = 2 * (samples + 3)  # each "on" session: awaiting_token, then succeeded
 
         def counted() -> int:
