@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -29,8 +28,10 @@ from pathlib import Path
 
 import requests
 
+from bench import paired
 from bench.http import ROUTES
 from bench.load import LoadResult, ensure_wrk, run_wrk
+from bench.paired import Round
 from bench.stack import API_KEY, WEB_CONNECTIONS, WEB_WORKERS, Stack, running
 from devstack.processes import PYTHON, ROOT, Proc, free_port, spawn, wait_for
 from mfa.settings import WEB_WITHHELD  # this tree's list: a name an older commit lacks is simply absent
@@ -145,20 +146,14 @@ def compare(
                 "before": Side(stack, "before", tree, seconds, conns),
                 "after": Side(stack, "after", ROOT, seconds, conns, after_env),
             }
-            results: dict[str, list[dict[str, LoadResult]]] = {}
+            results: dict[str, list[Round]] = {}
             for figure in figures:
                 results[figure] = []
                 for i in range(rounds):
                     order = SIDES if i % 2 == 0 else SIDES[::-1]
                     found = {name: sides[name].prepare(figure, str(i))() for name in order}
                     results[figure].append(found)
-                    print(
-                        f"  {figure} round {i}: "
-                        + ", ".join(
-                            f"{n} {r.rps:,.0f} req/s {r.cpu_ms_per_request:.3f} ms" for n, r in found.items()
-                        ),
-                        flush=True,
-                    )
+                    print(f"  {figure} round {i}: {paired.describe(found)}", flush=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
     return report(rev, results, seconds, conns, after_env)
@@ -166,7 +161,7 @@ def compare(
 
 def report(
     rev: str,
-    results: dict[str, list[dict[str, LoadResult]]],
+    results: dict[str, list[Round]],
     seconds: float,
     conns: int,
     after_env: dict[str, str],
@@ -190,22 +185,15 @@ def report(
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for figure, rounds in results.items():
-
-        def median(
-            side: str, key: Callable[[LoadResult], float], rs: list[dict[str, LoadResult]] = rounds
-        ) -> float:
-            return statistics.median(key(r[side]) for r in rs)
-
-        rps = statistics.median(r["after"].rps / r["before"].rps for r in rounds)
-        cpu = statistics.median(
-            r["after"].cpu_ms_per_request / r["before"].cpu_ms_per_request for r in rounds
+        before, after = (
+            (paired.median(rounds, side, paired.rps), paired.median(rounds, side, paired.cpu_ms))
+            for side in SIDES
         )
+        rps_ratio = paired.median_ratio(rounds, "after", "before", paired.rps)
+        cpu_ratio = paired.median_ratio(rounds, "after", "before", paired.cpu_ms)
         lines.append(
-            f"| {ROUTES[figure].method} {ROUTES[figure].service_path} "
-            f"| {median('before', lambda r: r.rps):,.0f} | {median('after', lambda r: r.rps):,.0f} "
-            f"| {rps:.2f}x "
-            f"| {median('before', lambda r: r.cpu_ms_per_request):.3f} ms "
-            f"| {median('after', lambda r: r.cpu_ms_per_request):.3f} ms | {cpu:.2f}x |"
+            f"| {ROUTES[figure].method} {ROUTES[figure].service_path} | {before[0]:,.0f} | {after[0]:,.0f} "
+            f"| {rps_ratio:.2f}x | {before[1]:.3f} ms | {after[1]:.3f} ms | {cpu_ratio:.2f}x |"
         )
     return "\n".join(lines) + "\n"
 
