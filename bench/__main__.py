@@ -189,7 +189,7 @@ def run(plan: Plan, phases: tuple[str, ...], out_dir: Path, mode: str) -> Run:
         "seconds": plan.seconds,
         "rounds": plan.rounds,
         "dispatch_samples": plan.dispatch_samples,
-        "telemetry_rounds": max(PAIRED_MIN_ROUNDS, plan.rounds),  # and the webhooks phase's
+        "paired_rounds": max(PAIRED_MIN_ROUNDS, plan.rounds),  # the telemetry and webhooks phases
     }
     _phase(f"report ({scratch} holds logs, wrk output and profiles)", started)
     write_all(result, out_dir)

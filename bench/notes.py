@@ -43,14 +43,14 @@ HOW = """\
   request), reported beside so the line's own cost is known. Each round loads the three at the same
   time, each with a wrk of its own at half the HTTP figures' connections, so a drift in machine load hits
   all three alike; run one after another, one server's CPU per request moved 10-30% between 10 s rounds.
-  {telemetry_rounds} rounds per figure; a figure's ratio is the median over the rounds of the round's
+  {paired_rounds} rounds per figure; a figure's ratio is the median over the rounds of the round's
   ratio, and its value and baseline are each side's own median (so the ratio need not be their quotient).
   Dispatch latency: a web and a worker per side (on, off), each on a resume queue of its own, the
   dispatch samples alternating between them one at a time. Tracing is off in all, as by default.
   Target: on >= 0.95x off.
 - **Webhooks on against off** (`--only webhooks`). Two gunicorns and two workers, *off* (no destination)
   and *on* (`WEBHOOK_URL` at a receiver on loopback), each on a resume queue of its own. Create
-  throughput: {telemetry_rounds} paired rounds in which both are loaded at the same time, half the
+  throughput: {paired_rounds} paired rounds in which both are loaded at the same time, half the
   connections each, no worker running (the events wait in the outbox); figures as for the telemetry
   rows. Dispatch: samples alternating between the two. Memory: a Redis of its own per side.
 - **Resume throughput.** Sandbox `latency_ms=2000`: every call takes 2 s. Setups: one `python -m worker`

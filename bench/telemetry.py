@@ -85,12 +85,12 @@ def measure_telemetry(
     dispatch latency, on and off alternating."""
     bench = _Sides(stack, redis.url, sandbox.url, seconds, conns)
     pairs = []
+    half = max(1, conns // 2)  # each side's wrk connections
     try:
         for figure in ROUTES:
             pair = TelemetryPair(figure)
             for i in range(max(MIN_ROUNDS, rounds)):
                 # Sessions first (a token run needs fresh ones), then the three wrk runs at once.
-                half = max(1, conns // 2)
                 starts = {
                     s: bench.prepare(figure, s, f"telemetry-{i}", conns=half, fresh_rps=SHARED_MAX_TOKEN_RPS)
                     for s in SIDES
