@@ -26,6 +26,7 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
+_SECURITY_HEADERS_BY_KEY = tuple((name.lower(), (name, value)) for name, value in _SECURITY_HEADERS.items())
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
@@ -75,5 +76,5 @@ def register_security_headers(app: Flask) -> None:
         # setdefault per header scans the list (and raises KeyError inside) six times.
         present = {name.lower() for name, _ in resp.headers.items()}
         skip = present | ({"x-frame-options"} if "content-security-policy" in present else set())
-        resp.headers.extend([(n, v) for n, v in _SECURITY_HEADERS.items() if n.lower() not in skip])
+        resp.headers.extend([header for key, header in _SECURITY_HEADERS_BY_KEY if key not in skip])
         return resp
