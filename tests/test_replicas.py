@@ -24,6 +24,13 @@ from tests.support import REDIS_PASSWORDS
 WAIT_TIMEOUT_MS = 300
 
 
+def _online_on(master: Redis, port: int) -> bool:
+    """The master lists the replica listening on `port` as online."""
+    info = master.info("replication")
+    replicas = (info[key] for key in info if key.startswith("slave") and isinstance(info[key], dict))
+    return any(r.get("port") == port and r.get("state") == "online" for r in replicas)
+
+
 @pytest.fixture
 def replica_proc(redis_server: Proc, tmp_path: Path) -> Iterator[Proc]:
     """A replica of the test Redis, in sync; stopped (and so detached) after the test."""
@@ -44,6 +51,11 @@ def replica_proc(redis_server: Proc, tmp_path: Path) -> Iterator[Proc]:
     client = Redis.from_url(proc.url, socket_timeout=5)
     wait_for(lambda: client.info("replication")["master_link_status"] == "up", 20, "the replica to sync")
     client.close()
+    # The replica's link is up as soon as it has loaded the master's data, but the master counts it for
+    # WAIT only once it is `online` there, after the replica's first REPLCONF ACK (sent once a second):
+    # until then a WAIT in the test would time out for a reason the test is not about.
+    with Redis.from_url(redis_server.url, socket_timeout=5) as master:
+        wait_for(lambda: _online_on(master, proc.port), 20, "the master to count the replica")
     yield proc
     proc.signal(signal.SIGCONT)
     proc.stop()
