@@ -22,13 +22,17 @@ from mfa.keys import session_key
 from tests.support import REDIS_PASSWORDS
 
 WAIT_TIMEOUT_MS = 300
+READY_KEY = "test:replica-ready"  # written and deleted by the fixture, to see the replica acknowledge
 
 
-def _online_on(master: Redis, port: int) -> bool:
-    """The master lists the replica listening on `port` as online."""
-    info = master.info("replication")
-    replicas = (info[key] for key in info if key.startswith("slave") and isinstance(info[key], dict))
-    return any(r.get("port") == port and r.get("state") == "online" for r in replicas)
+def _acknowledges(master: Redis) -> bool:
+    """A write on the master is acknowledged by a replica within 200 ms (WAIT, on the connection that
+    wrote: a pipeline holds one)."""
+    with master.pipeline(transaction=False) as pipe:
+        pipe.set(READY_KEY, 1)
+        pipe.wait(1, 200)
+        pipe.delete(READY_KEY)
+        return bool(pipe.execute()[1] >= 1)
 
 
 @pytest.fixture
@@ -51,11 +55,12 @@ def replica_proc(redis_server: Proc, tmp_path: Path) -> Iterator[Proc]:
     client = Redis.from_url(proc.url, socket_timeout=5)
     wait_for(lambda: client.info("replication")["master_link_status"] == "up", 20, "the replica to sync")
     client.close()
-    # The replica's link is up as soon as it has loaded the master's data, but the master counts it for
-    # WAIT only once it is `online` there, after the replica's first REPLCONF ACK (sent once a second):
-    # until then a WAIT in the test would time out for a reason the test is not about.
+    # The replica's link is up as soon as it has loaded the master's data, but the master streams writes
+    # to it, and so counts it for WAIT, only after the replica's first REPLCONF ACK (sent once a second;
+    # "Waiting for REPLCONF ACK from slave to enable streaming" in the master's log): until then a WAIT
+    # in the test would time out for a reason the test is not about.
     with Redis.from_url(redis_server.url, socket_timeout=5) as master:
-        wait_for(lambda: _online_on(master, proc.port), 20, "the master to count the replica")
+        wait_for(lambda: _acknowledges(master), 20, "the replica to acknowledge a write")
     yield proc
     proc.signal(signal.SIGCONT)
     proc.stop()
